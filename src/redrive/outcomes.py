@@ -1,0 +1,61 @@
+"""The closed set of outcomes redrive reports, one per decision.
+
+Each outcome carries its log severity and whether the platform should deliver the work again.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """What redrive decided (and did) for one task, one signal or one sweep."""
+
+    DISPATCHED = "DISPATCHED"
+    """RunTask was called and Cloud Tasks dispatched the task."""
+    DRY_RUN = "DRY_RUN"
+    """Every guard passed; RunTask was not called because dry run is on."""
+    QUEUED = "QUEUED"
+    """A redrive job was enqueued in the redrive queue (queued mode)."""
+    NOT_FOUND = "NOT_FOUND"
+    """The task no longer exists: it succeeded or permanently failed (or never existed)."""
+    SKIPPED_IN_FLIGHT = "SKIPPED_IN_FLIGHT"
+    """The task's last attempt was dispatched and has not been answered yet."""
+    SKIPPED_ALREADY_RETRIED = "SKIPPED_ALREADY_RETRIED"
+    """The task was dispatched again after the signalled failure: someone already retried it."""
+    SKIPPED_NOT_FAILING = "SKIPPED_NOT_FAILING"
+    """The task has no failed attempt to re-drive."""
+    SKIPPED_FIX_NOT_DEPLOYED = "SKIPPED_FIX_NOT_DEPLOYED"
+    """No fix was deployed after the last failed attempt; a later deploy sweep picks it up."""
+    SKIPPED_NOT_ALLOWED = "SKIPPED_NOT_ALLOWED"
+    """The task's queue is not in REDRIVE_ALLOWED_QUEUES."""
+    SKIPPED_STALE_SIGNAL = "SKIPPED_STALE_SIGNAL"
+    """The signal is older than REDRIVE_MAX_SIGNAL_AGE."""
+    SKIPPED_DUPLICATE = "SKIPPED_DUPLICATE"
+    """A redrive job for this failure already exists (or existed within the dedup window)."""
+    IGNORED = "IGNORED"
+    """The signal was understood and needs no action (closed incident, successful attempt)."""
+    INVALID_SIGNAL = "INVALID_SIGNAL"
+    """The payload could not be understood; acknowledged, never retried."""
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    """Cloud Tasks or Cloud Run refused a call for lack of permission: a configuration error."""
+    FAILED = "FAILED"
+    """A transient fault or quota outlasted the bounded retries; the platform delivers again."""
+    SWEEP = "SWEEP"
+    """Summary of one sweep (counts by decision, pages, duration, completeness)."""
+
+    @property
+    def severity(self) -> str:
+        if self in _ERRORS:
+            return "ERROR"
+        if self is Outcome.INVALID_SIGNAL:
+            return "WARNING"
+        return "INFO"
+
+    @property
+    def redeliver(self) -> bool:
+        """True when the platform (Pub/Sub or the redrive queue) should deliver the work again."""
+        return self is Outcome.FAILED
+
+
+_ERRORS = frozenset({Outcome.FAILED, Outcome.PERMISSION_DENIED})
