@@ -1,0 +1,161 @@
+"""Cloud Tasks adapter: GetTask, RunTask, CreateTask through google-cloud-tasks.
+
+The client is a parameter (`TasksClient` protocol), so unit tests pass a fake and production passes
+the real v2 or v2beta3 client (runtime.py builds it). Requests are plain dicts, which both API
+versions' clients accept, so this module does not import either version. Errors are translated into
+redrive's tree here, once.
+
+Retry rules:
+- GetTask and CreateTask are retried on transient codes with google-api-core's `Retry`, bounded by
+  `retry_deadline_s` (the client's own default retry is switched off so retries do not nest).
+- RunTask is never retried blindly: the Python client does not retry it, and a call that timed out
+  may still have dispatched. After UNAVAILABLE/DEADLINE_EXCEEDED the task is read again; a higher
+  dispatch count means it was dispatched. Only if it was not is RunTask tried again, within the
+  same deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from redrive import errors
+from redrive.decide import RunResult
+from redrive.jobs import JobTask
+from redrive.names import QueueName, TaskName
+from redrive.state import TaskState
+
+T = TypeVar("T")
+
+VIEWS = {"BASIC": 1, "FULL": 2}
+
+
+class TasksClient(Protocol):
+    """The slice of `CloudTasksClient` (v2 or v2beta3) redrive uses."""
+
+    def get_task(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+    def run_task(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+    def create_task(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+
+def _transient_predicate(exc: Exception) -> bool:
+    from google.api_core import exceptions as gexc
+
+    return isinstance(
+        exc,
+        gexc.ServiceUnavailable
+        | gexc.DeadlineExceeded
+        | gexc.InternalServerError
+        | gexc.Aborted
+        | gexc.Unknown
+        | gexc.ResourceExhausted,
+    )
+
+
+def make_retry(deadline_s: float, initial_s: float = 0.1, maximum_s: float = 5.0) -> Any:
+    """A google-api-core Retry for idempotent calls, bounded by `deadline_s` in total."""
+    from google.api_core.retry import Retry
+
+    return Retry(
+        predicate=_transient_predicate,
+        initial=initial_s,
+        maximum=maximum_s,
+        multiplier=2.0,
+        timeout=deadline_s,
+    )
+
+
+class CloudTasks:
+    """GetTask / RunTask / CreateTask with redrive's retry and error rules."""
+
+    def __init__(
+        self,
+        client: TasksClient,
+        *,
+        api_version: str = "v2beta3",
+        response_view: str = "BASIC",
+        retry_deadline_s: float = 30.0,
+        call_timeout_s: float = 20.0,
+        backoff_initial_s: float = 0.1,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.api_version = api_version
+        self.view = VIEWS[response_view]
+        self.retry_deadline_s = retry_deadline_s
+        self.call_timeout_s = call_timeout_s
+        self.backoff_initial_s = backoff_initial_s
+        self._sleep = sleep
+        self._clock = clock
+
+    def _retried(self, call: Callable[[], T]) -> T:
+        retry = make_retry(self.retry_deadline_s, self.backoff_initial_s)
+        try:
+            return retry(call)()  # type: ignore[no-any-return]
+        except Exception as err:
+            raise errors.translate(err) from None
+
+    def get(self, task: TaskName) -> TaskState | None:
+        """The task's state, or None when Cloud Tasks answers NOT_FOUND."""
+        request = {"name": str(task), "response_view": self.view}
+        try:
+            got = self._retried(
+                lambda: self.client.get_task(
+                    request=request, retry=None, timeout=self.call_timeout_s
+                )
+            )
+        except errors.NotFoundError:
+            return None
+        return TaskState.from_task(got)
+
+    def run(self, task: TaskName, before: TaskState) -> RunResult:
+        """Force-run `task` once; raises NotFoundError, PermissionDeniedError, TransientError..."""
+        from google.api_core import exceptions as gexc
+
+        request = {"name": str(task), "response_view": self.view}
+        deadline = self._clock() + self.retry_deadline_s
+        delay_s = self.backoff_initial_s
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                ran = self.client.run_task(request=request, retry=None, timeout=self.call_timeout_s)
+            except (gexc.ServiceUnavailable, gexc.DeadlineExceeded) as err:
+                # The call may have reached Cloud Tasks and dispatched: look before trying again.
+                after = self.get(task)
+                if after is None:
+                    raise errors.NotFoundError(
+                        f"RunTask failed ({type(err).__name__}) and the task is gone: it was "
+                        "probably dispatched and completed"
+                    ) from None
+                if after.dispatch_count > before.dispatch_count:
+                    return RunResult(True, after, confirmed_by="GetTask", attempts=attempts)
+                if self._clock() + delay_s > deadline:
+                    raise errors.translate(err) from None
+                self._sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+                continue
+            except Exception as err:
+                raise errors.translate(err) from None
+            return RunResult(True, TaskState.from_task(ran), attempts=attempts)
+
+    def create(self, queue: QueueName, job: JobTask) -> bool:
+        """Create the job task. True if created, False if the name is taken (ALREADY_EXISTS).
+
+        CreateTask is safe to retry here because the name is explicit: a retry after a lost
+        answer meets ALREADY_EXISTS, which is the same "somebody holds this job" answer.
+        """
+        request = {"parent": str(queue), "task": job.request_task(), "response_view": 1}
+        try:
+            self._retried(
+                lambda: self.client.create_task(
+                    request=request, retry=None, timeout=self.call_timeout_s
+                )
+            )
+        except errors.AlreadyExistsError:
+            return False
+        return True
