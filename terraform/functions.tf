@@ -1,0 +1,104 @@
+# The two entry points of main.py, deployed from the same source archive under one service account.
+
+locals {
+  # Environment shared by both functions. Every key is a variable redrive.config reads (the
+  # tests check this against ENV_VARS); null values are dropped where the map is used.
+  env_common = {
+    REDRIVE_ALLOWED_QUEUES   = join(",", var.target_queues)
+    REDRIVE_TASKS_API        = var.settings.tasks_api
+    REDRIVE_RESPONSE_VIEW    = var.settings.response_view
+    REDRIVE_FIX_CHECK        = var.settings.fix_check
+    REDRIVE_FIX_DEPLOYED_AT  = var.settings.fix_check == "static" ? var.settings.fix_deployed_at : null
+    REDRIVE_SERVICE_MAP      = length(var.service_map) > 0 ? jsonencode(var.service_map) : null
+    REDRIVE_MAX_SIGNAL_AGE   = "${var.settings.max_signal_age_s}s"
+    REDRIVE_RETRY_DEADLINE_S = tostring(var.settings.retry_deadline_s)
+    REDRIVE_DRY_RUN          = tostring(var.settings.dry_run)
+    # functions-framework's own switch: adds the execution id to every structured log line.
+    LOG_EXECUTION_ID = "true"
+  }
+
+  # Queued mode: handle_signal enqueues one job per failure into the redrive queue, which calls
+  # run_job with an OIDC token of the invoker account. run_job itself never enqueues, and cannot
+  # name its own URL without a self-reference, so it runs with the common settings only.
+  env_queued = {
+    REDRIVE_QUEUE               = google_cloud_tasks_queue.main.id
+    REDRIVE_JOB_URL             = google_cloudfunctions2_function.job.service_config[0].uri
+    REDRIVE_JOB_SERVICE_ACCOUNT = google_service_account.invoker.email
+    REDRIVE_SWEEP_BUDGET_S      = tostring(var.signal_function.sweep_budget_s)
+  }
+
+  env_signal = merge(local.env_common, local.env_queued)
+  env_job    = local.env_common
+}
+
+# Private HTTP: internal ingress (Cloud Tasks counts as internal) and only the invoker account
+# holds run.invoker on its service (iam.tf).
+resource "google_cloudfunctions2_function" "job" {
+  project     = var.project_id
+  name        = local.job_function_name
+  location    = var.region
+  description = "redrive run_job: guards, fix check and RunTask for one failed task; called only by the redrive queue."
+  labels      = var.labels
+
+  build_config {
+    runtime     = var.runtime
+    entry_point = "run_job"
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = google_service_account.main.email
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision   = true
+    timeout_seconds                  = var.job_function.timeout_s
+    available_memory                 = var.job_function.available_memory
+    max_instance_count               = var.job_function.max_instance_count
+    max_instance_request_concurrency = var.job_function.max_instance_request_concurrency
+    environment_variables            = { for k, v in local.env_job : k => v if v != null }
+  }
+}
+
+# Pub/Sub trigger with retries on: a transient FAILED raises and Eventarc delivers the event again;
+# permanent outcomes return normally and are acknowledged. Ingress is internal (Eventarc and
+# Pub/Sub push count as internal).
+resource "google_cloudfunctions2_function" "main" {
+  project     = var.project_id
+  name        = local.signal_function_name
+  location    = var.region
+  description = "redrive handle_signal: turns alert, task-log, dead-letter and deploy signals into redrive jobs."
+  labels      = var.labels
+
+  build_config {
+    runtime     = var.runtime
+    entry_point = "handle_signal"
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email          = google_service_account.main.email
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    timeout_seconds                = var.signal_function.timeout_s
+    available_memory               = var.signal_function.available_memory
+    max_instance_count             = var.signal_function.max_instance_count
+    environment_variables          = { for k, v in local.env_signal : k => v if v != null }
+  }
+
+  event_trigger {
+    trigger_region        = var.region
+    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+    pubsub_topic          = local.topic_id
+    retry_policy          = "RETRY_POLICY_RETRY"
+    service_account_email = google_service_account.main.email
+  }
+}

@@ -1,0 +1,122 @@
+# redrive: Cloud Functions (2nd gen) that force-run failed Cloud Tasks tasks once a fix is live.
+# This file holds the shared names, the service accounts and the function source; the rest is
+# split by concern: functions.tf, queue.tf, signals.tf, iam.tf, observability.tf.
+
+data "google_project" "main" {
+  project_id = var.project_id
+}
+
+locals {
+  role_prefix = replace(var.name_prefix, "-", "_") # custom role ids allow no hyphens
+
+  signal_function_name = "${var.name_prefix}-signal"
+  job_function_name    = "${var.name_prefix}-job"
+  queue_id             = coalesce(var.redrive_queue.name, "${var.name_prefix}-jobs")
+  topic_name           = coalesce(var.signals_topic.name, "${var.name_prefix}-signals")
+  topic_id             = var.signals_topic.create ? google_pubsub_topic.signals[0].id : "projects/${var.project_id}/topics/${local.topic_name}"
+  bucket_name          = coalesce(var.source_bucket.name, "${replace(replace(var.project_id, ":", "-"), ".", "-")}-${var.name_prefix}-source")
+  runtime_member       = "serviceAccount:${google_service_account.main.email}"
+
+  # Target queues split into their parts: each gets its own grant, and log-based wiring can only
+  # see the queues of this project (logs are project-scoped).
+  target_queues = {
+    for q in var.target_queues : q => {
+      project  = split("/", q)[1]
+      location = split("/", q)[3]
+      queue    = split("/", q)[5]
+    }
+  }
+  target_projects = toset([for q in local.target_queues : q.project])
+  local_target_queues = {
+    for name, q in local.target_queues : name => q if q.project == var.project_id
+  }
+}
+
+# One identity runs both functions and is the Pub/Sub trigger identity; a second one exists only
+# to sign the redrive queue's OIDC tokens, so nothing else may invoke run_job.
+resource "google_service_account" "main" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-runtime"
+  display_name = "redrive functions"
+  description  = "Runs the redrive functions (handle_signal, run_job); holds only the grants redrive's API calls need."
+}
+
+resource "google_service_account" "invoker" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-invoker"
+  display_name = "redrive job invoker"
+  description  = "Identity of the OIDC token the redrive queue sends to run_job; its only grant is run.invoker on run_job."
+}
+
+# Source archive: an allowlist of main.py, requirements.txt and src/ (without caches), so a local
+# virtual environment, Terraform state or secrets lying in the repository never ship.
+locals {
+  source_dir = coalesce(var.source_dir, "${path.module}/..")
+  source_files = toset(concat(
+    ["main.py", "requirements.txt"],
+    [
+      for f in fileset(local.source_dir, "src/**") : f
+      if !strcontains(f, "__pycache__/") && !strcontains(f, ".egg-info/") && !endswith(f, ".pyc")
+    ],
+  ))
+}
+
+data "archive_file" "source" {
+  type        = "zip"
+  output_path = "${path.module}/.build/${var.name_prefix}-source.zip"
+
+  dynamic "source" {
+    for_each = local.source_files
+    content {
+      filename = source.value
+      content  = file("${local.source_dir}/${source.value}")
+    }
+  }
+}
+
+# Old archives are only needed to roll back, so the last few noncurrent versions are kept.
+resource "google_storage_bucket" "source" {
+  project                     = var.project_id
+  name                        = local.bucket_name
+  location                    = coalesce(var.source_bucket.location, var.region)
+  force_destroy               = var.source_bucket.force_destroy
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  labels                      = var.labels
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    action {
+      type = "Delete"
+    }
+    condition {
+      num_newer_versions = 5
+      with_state         = "ARCHIVED"
+    }
+  }
+
+  dynamic "encryption" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      default_kms_key_name = encryption.value
+    }
+  }
+
+  dynamic "logging" {
+    for_each = var.source_bucket.access_log_bucket == null ? [] : [var.source_bucket.access_log_bucket]
+    content {
+      log_bucket = logging.value
+    }
+  }
+}
+
+# The content hash in the name makes every code change a new object, which redeploys both
+# functions; an unchanged tree changes nothing.
+resource "google_storage_bucket_object" "source" {
+  name   = "${var.name_prefix}-${data.archive_file.source.output_md5}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.source.output_path
+}

@@ -1,0 +1,372 @@
+# Inputs of the redrive module. Every name that carries a quantity ends in its unit (_s, _per_s).
+
+variable "project_id" {
+  type        = string
+  description = "The project that hosts redrive: its functions, signals topic, redrive queue, source bucket and service accounts."
+
+  validation {
+    condition     = can(regex("^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "The project_id must be a project id such as acme-prod (or domain:acme-prod), not a project number."
+  }
+}
+
+variable "region" {
+  type        = string
+  description = "The region of the functions, the redrive queue and the Pub/Sub trigger, for example europe-west1."
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "The region must be a Google Cloud region id such as europe-west1."
+  }
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "The prefix of every resource name the module creates (functions, queue, topic, service accounts, custom roles)."
+  default     = "redrive"
+
+  validation {
+    # Service account ids are 6-30 characters: the longest suffix added is "-invoker".
+    condition     = can(regex("^[a-z][a-z0-9-]{0,20}[a-z0-9]$", var.name_prefix))
+    error_message = "The name_prefix must be 2-22 lower-case letters, digits or hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "The labels added to every labelled resource the module creates (functions, bucket, topic, subscriptions)."
+  default     = {}
+}
+
+variable "target_queues" {
+  type        = list(string)
+  description = "The full names (projects/P/locations/L/queues/Q) of the Cloud Tasks queues whose failed tasks redrive may force-run; it becomes REDRIVE_ALLOWED_QUEUES and receives the only task-level grants."
+
+  validation {
+    condition     = length(var.target_queues) > 0
+    error_message = "Give at least one target queue: redrive acts on nothing else."
+  }
+
+  validation {
+    condition = alltrue([
+      for q in var.target_queues :
+      can(regex("^projects/[A-Za-z0-9:.-]{1,100}/locations/[A-Za-z0-9-]{1,63}/queues/[A-Za-z0-9-]{1,100}$", q))
+    ])
+    error_message = "Each target queue must be a full queue name projects/P/locations/L/queues/Q (no wildcards: every queue gets its own grant)."
+  }
+}
+
+variable "service_map" {
+  type        = map(list(string))
+  description = "A map from a Cloud Run service full name (projects/P/locations/L/services/S) to the full names of the target queues that feed it; it becomes REDRIVE_SERVICE_MAP and drives deploy sweeps and the revision fix check."
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for service, queues in var.service_map :
+      can(regex("^projects/[A-Za-z0-9:.-]+/locations/[a-z0-9-]+/services/[a-z0-9-]+$", service)) && length(queues) > 0 && alltrue([
+        for q in queues : can(regex("^projects/[A-Za-z0-9:.-]{1,100}/locations/[A-Za-z0-9-]{1,63}/queues/[A-Za-z0-9-]{1,100}$", q))
+      ])
+    ])
+    error_message = "Each service_map key must be projects/P/locations/L/services/S and each value a non-empty list of full queue names."
+  }
+}
+
+variable "settings" {
+  type = object({
+    tasks_api        = optional(string, "v2beta3")
+    response_view    = optional(string, "BASIC")
+    fix_check        = optional(string, "revision")
+    fix_deployed_at  = optional(string)
+    max_signal_age_s = optional(number, 86400)
+    retry_deadline_s = optional(number, 30)
+    dry_run          = optional(bool, false)
+  })
+  description = "The behaviour of redrive: Cloud Tasks API version, task view (FULL adds cloudtasks.tasks.fullView to the grants), fix check strategy (revision, static with fix_deployed_at, or none), stale-signal age, transient-fault retry budget and dry run."
+  default     = {}
+
+  validation {
+    condition     = contains(["v2beta3", "v2"], var.settings.tasks_api)
+    error_message = "The settings.tasks_api must be v2beta3 or v2."
+  }
+
+  validation {
+    condition     = contains(["BASIC", "FULL"], var.settings.response_view)
+    error_message = "The settings.response_view must be BASIC or FULL."
+  }
+
+  validation {
+    condition     = contains(["revision", "static", "none"], var.settings.fix_check)
+    error_message = "The settings.fix_check must be revision, static or none."
+  }
+
+  validation {
+    # timeadd() accepts exactly RFC 3339 timestamps, the format redrive parses.
+    condition     = var.settings.fix_check != "static" || can(timeadd(var.settings.fix_deployed_at, "0s"))
+    error_message = "The settings.fix_check static needs settings.fix_deployed_at as an RFC 3339 time such as 2026-11-29T08:00:00Z."
+  }
+
+  validation {
+    condition     = var.settings.max_signal_age_s > 0 && var.settings.retry_deadline_s >= 0
+    error_message = "The settings.max_signal_age_s must be positive and settings.retry_deadline_s not negative."
+  }
+}
+
+variable "redrive_queue" {
+  type = object({
+    name                      = optional(string)
+    max_dispatches_per_s      = optional(number, 1)
+    max_concurrent_dispatches = optional(number, 2)
+    max_attempts              = optional(number, 20)
+    max_retry_duration_s      = optional(number, 86400)
+    min_backoff_s             = optional(number, 10)
+    max_backoff_s             = optional(number, 600)
+    max_doublings             = optional(number, 5)
+    log_sampling_ratio        = optional(number, 1)
+  })
+  description = "The redrive queue that throttles RunTask globally: its name (default NAME_PREFIX-jobs), its dispatch rate, which should equal the project's RunTask quota (about 60 per minute, so 1 per second), its concurrency, its retry policy for failed run_job calls and its task-log sampling ratio."
+  default     = {}
+
+  validation {
+    condition     = var.redrive_queue.max_dispatches_per_s > 0 && var.redrive_queue.max_dispatches_per_s <= 500
+    error_message = "The redrive_queue.max_dispatches_per_s must be in (0, 500]; keep it at or below the RunTask quota."
+  }
+
+  validation {
+    condition     = var.redrive_queue.max_concurrent_dispatches >= 1 && var.redrive_queue.max_concurrent_dispatches <= 5000
+    error_message = "The redrive_queue.max_concurrent_dispatches must be between 1 and 5000."
+  }
+
+  validation {
+    condition     = var.redrive_queue.max_attempts == -1 || var.redrive_queue.max_attempts >= 1
+    error_message = "The redrive_queue.max_attempts must be -1 (unlimited) or at least 1."
+  }
+
+  validation {
+    condition = (
+      var.redrive_queue.min_backoff_s > 0 &&
+      var.redrive_queue.min_backoff_s <= var.redrive_queue.max_backoff_s &&
+      var.redrive_queue.max_retry_duration_s >= 0 &&
+      var.redrive_queue.max_doublings >= 0
+    )
+    error_message = "The redrive_queue backoff must satisfy 0 < min_backoff_s <= max_backoff_s, with max_retry_duration_s and max_doublings not negative."
+  }
+
+  validation {
+    condition     = var.redrive_queue.log_sampling_ratio >= 0 && var.redrive_queue.log_sampling_ratio <= 1
+    error_message = "The redrive_queue.log_sampling_ratio must be between 0 and 1."
+  }
+
+  validation {
+    condition     = var.redrive_queue.name == null || can(regex("^[A-Za-z0-9-]{1,100}$", var.redrive_queue.name))
+    error_message = "The redrive_queue.name must be a queue id: letters, digits and hyphens, at most 100."
+  }
+}
+
+variable "runtime" {
+  type        = string
+  description = "The Cloud Functions Python runtime of both functions."
+  default     = "python312"
+
+  validation {
+    condition     = can(regex("^python31[1-3]$", var.runtime))
+    error_message = "The runtime must be python311, python312 or python313 (redrive needs Python 3.11 or later)."
+  }
+}
+
+variable "signal_function" {
+  type = object({
+    timeout_s          = optional(number, 540)
+    sweep_budget_s     = optional(number, 480)
+    available_memory   = optional(string, "512Mi")
+    max_instance_count = optional(number, 10)
+  })
+  description = "The handle_signal function (Pub/Sub trigger): its timeout, the time a deploy sweep may spend in one invocation (REDRIVE_SWEEP_BUDGET_S, kept below the timeout so a sweep stops cleanly and is delivered again), its memory and its maximum instance count."
+  default     = {}
+
+  validation {
+    condition     = var.signal_function.timeout_s >= 60 && var.signal_function.timeout_s <= 540
+    error_message = "The signal_function.timeout_s must be between 60 and 540 (the event-driven function limit)."
+  }
+
+  validation {
+    condition     = var.signal_function.sweep_budget_s > 0 && var.signal_function.sweep_budget_s <= var.signal_function.timeout_s - 30
+    error_message = "The signal_function.sweep_budget_s must be positive and at least 30 seconds below signal_function.timeout_s."
+  }
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi|M|G)$", var.signal_function.available_memory))
+    error_message = "The signal_function.available_memory must look like 256Mi or 1Gi."
+  }
+
+  validation {
+    condition     = var.signal_function.max_instance_count >= 1
+    error_message = "The signal_function.max_instance_count must be at least 1."
+  }
+}
+
+variable "job_function" {
+  type = object({
+    timeout_s                        = optional(number, 120)
+    available_memory                 = optional(string, "256Mi")
+    max_instance_count               = optional(number, 5)
+    max_instance_request_concurrency = optional(number, 1)
+  })
+  description = "The run_job function (private HTTP, called by the redrive queue): its timeout, memory, maximum instance count and requests per instance."
+  default     = {}
+
+  validation {
+    # Cloud Tasks waits at most 30 minutes for an HTTP target.
+    condition     = var.job_function.timeout_s >= 15 && var.job_function.timeout_s <= 1800
+    error_message = "The job_function.timeout_s must be between 15 and 1800 (the Cloud Tasks dispatch deadline range)."
+  }
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi|M|G)$", var.job_function.available_memory))
+    error_message = "The job_function.available_memory must look like 256Mi or 1Gi."
+  }
+
+  validation {
+    condition     = var.job_function.max_instance_count >= 1 && var.job_function.max_instance_request_concurrency >= 1
+    error_message = "The job_function.max_instance_count and max_instance_request_concurrency must be at least 1."
+  }
+}
+
+variable "source_dir" {
+  type        = string
+  description = "The folder that holds redrive's main.py, requirements.txt and src/; only those three are archived (an allowlist, so virtual environments, caches and state files never ship). Null means the repository root, one level above this module."
+  default     = null
+}
+
+variable "source_bucket" {
+  type = object({
+    name              = optional(string)
+    location          = optional(string)
+    force_destroy     = optional(bool, false)
+    access_log_bucket = optional(string)
+  })
+  description = "The bucket that stores the function source archives (uniform access, versioning, public access prevented): its name (default PROJECT-NAME_PREFIX-source), location (default the region), whether destroy may delete its objects, and an optional bucket for its access logs."
+  default     = {}
+
+  validation {
+    condition     = var.source_bucket.name == null || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.source_bucket.name))
+    error_message = "The source_bucket.name must be a valid bucket name: 3-63 lower-case letters, digits, dots, hyphens or underscores."
+  }
+}
+
+variable "kms_key_name" {
+  type        = string
+  description = "An optional Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts the signals topic and the source bucket; null uses Google-managed keys."
+  default     = null
+
+  validation {
+    condition     = var.kms_key_name == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.kms_key_name))
+    error_message = "The kms_key_name must be a full crypto key name projects/P/locations/L/keyRings/R/cryptoKeys/K."
+  }
+}
+
+variable "signals_topic" {
+  type = object({
+    create              = optional(bool, true)
+    name                = optional(string)
+    message_retention_s = optional(number, 86400)
+  })
+  description = "The Pub/Sub topic that feeds handle_signal: whether the module creates it (false uses an existing topic of that name in project_id), its name (default NAME_PREFIX-signals) and how long it keeps messages."
+  default     = {}
+
+  validation {
+    condition     = var.signals_topic.name == null || can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.signals_topic.name))
+    error_message = "The signals_topic.name must be a Pub/Sub topic id (3-255 characters, starting with a letter)."
+  }
+
+  validation {
+    condition     = var.signals_topic.message_retention_s >= 600 && var.signals_topic.message_retention_s <= 2678400
+    error_message = "The signals_topic.message_retention_s must be between 600 and 2678400 (31 days)."
+  }
+}
+
+variable "notification_channel" {
+  type = object({
+    enabled      = optional(bool, true)
+    display_name = optional(string)
+  })
+  description = "A Cloud Monitoring notification channel of type pubsub that publishes alert incidents to the signals topic, with the publish grant for the Monitoring notification service agent; attach it to your own alert policies on the target queues."
+  default     = {}
+}
+
+variable "attempt_failure_alert" {
+  type = object({
+    enabled                   = optional(bool, false)
+    notification_rate_limit_s = optional(number, 300)
+    auto_close_s              = optional(number, 1800)
+  })
+  description = "A log-based alert policy on failed Cloud Tasks attempts of the target queues (in project_id) that notifies the pubsub channel, with the task name extracted into its documentation as task=NAME; Monitoring sends at most one notification per rate-limit period, so it is a trigger to look at the queue, not a per-task feed."
+  default     = {}
+
+  validation {
+    condition     = var.attempt_failure_alert.notification_rate_limit_s >= 300 && var.attempt_failure_alert.auto_close_s >= 1800
+    error_message = "The attempt_failure_alert.notification_rate_limit_s must be at least 300 and auto_close_s at least 1800 (Monitoring minimums)."
+  }
+}
+
+variable "attempt_failure_sink" {
+  type = object({
+    enabled = optional(bool, true)
+  })
+  description = "A log sink that publishes every failed Cloud Tasks attempt of the target queues in project_id to the signals topic (the per-task feed), with the publish grant for its writer identity; the target queues need task-operation logging on."
+  default     = {}
+}
+
+variable "deploy_subscription" {
+  type = object({
+    enabled        = optional(bool, false)
+    topic          = optional(string, "cloud-builds")
+    filter         = optional(string, "attributes.status = \"SUCCESS\"")
+    ack_deadline_s = optional(number)
+  })
+  description = "A push subscription that delivers deploy notifications (by default the cloud-builds topic, short id in project_id or full projects/P/topics/T, filtered to successful builds) to handle_signal with an OIDC token of the function service account; the acknowledgement deadline defaults to the function timeout."
+  default     = {}
+
+  validation {
+    condition     = can(regex("^(projects/[^/]+/topics/)?[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.deploy_subscription.topic))
+    error_message = "The deploy_subscription.topic must be a topic id or projects/P/topics/T."
+  }
+
+  validation {
+    condition     = var.deploy_subscription.ack_deadline_s == null || (coalesce(var.deploy_subscription.ack_deadline_s, 10) >= 10 && coalesce(var.deploy_subscription.ack_deadline_s, 600) <= 600)
+    error_message = "The deploy_subscription.ack_deadline_s must be between 10 and 600."
+  }
+}
+
+variable "outcome_metric" {
+  type = object({
+    enabled = optional(bool, true)
+    name    = optional(string)
+  })
+  description = "A log-based counter of redrive outcome records labelled by outcome (default name NAME_PREFIX/outcomes, that is logging.googleapis.com/user/NAME_PREFIX/outcomes)."
+  default     = {}
+}
+
+variable "outcome_alert" {
+  type = object({
+    enabled               = optional(bool, false)
+    outcomes              = optional(list(string), ["FAILED", "PERMISSION_DENIED"])
+    notification_channels = optional(list(string), [])
+    alignment_period_s    = optional(number, 300)
+    auto_close_s          = optional(number, 86400)
+  })
+  description = "An alert policy that fires when the outcome metric counts any of the given outcomes (default FAILED and PERMISSION_DENIED), sent to the given notification channel ids; needs outcome_metric enabled."
+  default     = {}
+
+  validation {
+    condition = length(var.outcome_alert.outcomes) > 0 && alltrue([
+      for o in var.outcome_alert.outcomes : can(regex("^[A-Z_]+$", o))
+    ])
+    error_message = "The outcome_alert.outcomes must be a non-empty list of outcome names such as FAILED."
+  }
+
+  validation {
+    condition     = var.outcome_alert.alignment_period_s >= 60 && var.outcome_alert.auto_close_s >= 1800
+    error_message = "The outcome_alert.alignment_period_s must be at least 60 and auto_close_s at least 1800."
+  }
+}
