@@ -17,22 +17,24 @@ locals {
     LOG_EXECUTION_ID = "true"
   }
 
-  # Queued mode: handle_signal enqueues one job per failure into the redrive queue, which calls
-  # run_job with an OIDC token of the invoker account. run_job itself never enqueues, and cannot
-  # name its own URL without a self-reference, so it runs with the common settings only.
+  # Queued mode, on both functions: handle_signal enqueues one job per failure into the redrive
+  # queue, which calls run_job with an OIDC token of the invoker account; run_job refuses jobs
+  # when REDRIVE_QUEUE is unset. The job URL is Cloud Run's deterministic service URL
+  # (NAME-PROJECT_NUMBER.REGION.run.app), known before the function exists, so run_job's own
+  # settings need no self-reference.
+  job_url = "https://${local.job_function_name}-${data.google_project.main.number}.${var.region}.run.app"
   env_queued = {
     REDRIVE_QUEUE               = google_cloud_tasks_queue.main.id
-    REDRIVE_JOB_URL             = google_cloudfunctions2_function.job.service_config[0].uri
+    REDRIVE_JOB_URL             = local.job_url
     REDRIVE_JOB_SERVICE_ACCOUNT = google_service_account.invoker.email
-    REDRIVE_SWEEP_BUDGET_S      = tostring(var.signal_function.sweep_budget_s)
   }
 
-  env_signal = merge(local.env_common, local.env_queued)
-  env_job    = local.env_common
+  env_signal = merge(local.env_common, local.env_queued, {
+    REDRIVE_SWEEP_BUDGET_S = tostring(var.signal_function.sweep_budget_s)
+  })
+  env_job = merge(local.env_common, local.env_queued)
 }
 
-# Private HTTP: internal ingress (Cloud Tasks counts as internal) and only the invoker account
-# holds run.invoker on its service (iam.tf).
 resource "google_cloudfunctions2_function" "job" {
   project     = var.project_id
   name        = local.job_function_name

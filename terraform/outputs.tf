@@ -13,11 +13,12 @@ output "signal_function" {
 }
 
 output "job_function" {
-  description = "The run_job function: its name, full id and service URI (REDRIVE_JOB_URL)."
+  description = "The run_job function: its name, full id, service URI and the deterministic URL the redrive jobs call (REDRIVE_JOB_URL)."
   value = {
-    name = google_cloudfunctions2_function.job.name
-    id   = google_cloudfunctions2_function.job.id
-    uri  = google_cloudfunctions2_function.job.service_config[0].uri
+    name    = google_cloudfunctions2_function.job.name
+    id      = google_cloudfunctions2_function.job.id
+    uri     = google_cloudfunctions2_function.job.service_config[0].uri
+    job_url = local.job_url
   }
 }
 

@@ -1,0 +1,117 @@
+# A complete deployment: the APIs, a target Cloud Run service, a target queue that keeps failed
+# tasks long enough to be re-driven, and redrive wired to every signal.
+
+locals {
+  apis = [
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudtasks.googleapis.com",
+    "eventarc.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "storage.googleapis.com",
+  ]
+}
+
+resource "google_project_service" "apis" {
+  for_each           = toset(local.apis)
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
+
+# The worker whose failed tasks redrive re-runs once a fixed revision is deployed.
+resource "google_service_account" "billing" {
+  project      = var.project_id
+  account_id   = "billing-worker"
+  display_name = "billing worker"
+}
+
+resource "google_cloud_run_v2_service" "billing" {
+  project             = var.project_id
+  name                = "billing"
+  location            = var.region
+  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  deletion_protection = false
+
+  template {
+    service_account = google_service_account.billing.email
+    containers {
+      image = "us-docker.pkg.dev/cloudrun/container/hello"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# Cloud Tasks calls the worker with an OIDC token of this account.
+resource "google_service_account" "billing_tasks" {
+  project      = var.project_id
+  account_id   = "billing-tasks"
+  display_name = "billing tasks invoker"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "billing_tasks_invoker" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.billing.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.billing_tasks.email}"
+}
+
+# Generous retries: unlimited attempts bounded by 7 days, so a failed task still exists when the
+# fix lands (Cloud Tasks deletes a task once both limits are reached). Task-operation logging on:
+# the log sink and the alert read failed attempts from it.
+resource "google_cloud_tasks_queue" "billing" {
+  project  = var.project_id
+  name     = "billing"
+  location = var.region
+
+  rate_limits {
+    max_dispatches_per_second = 50
+    max_concurrent_dispatches = 100
+  }
+
+  retry_config {
+    max_attempts       = -1
+    max_retry_duration = "604800s"
+    min_backoff        = "10s"
+    max_backoff        = "3600s"
+    max_doublings      = 8
+  }
+
+  stackdriver_logging_config {
+    sampling_ratio = 1
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+module "redrive" {
+  source = "../.."
+
+  project_id    = var.project_id
+  region        = var.region
+  target_queues = [google_cloud_tasks_queue.billing.id]
+  service_map = {
+    (google_cloud_run_v2_service.billing.id) = [google_cloud_tasks_queue.billing.id]
+  }
+
+  settings = {
+    fix_check = "revision"
+    dry_run   = var.dry_run
+  }
+
+  attempt_failure_alert = { enabled = true }
+  attempt_failure_sink  = { enabled = true }
+  deploy_subscription   = { enabled = true, topic = "cloud-builds" }
+  outcome_alert         = { enabled = true }
+
+  labels = { app = "redrive", env = "example" }
+
+  depends_on = [google_project_service.apis]
+}

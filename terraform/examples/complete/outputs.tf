@@ -1,0 +1,29 @@
+output "signals_topic" {
+  description = "The topic that feeds redrive; publish a test signal here."
+  value       = module.redrive.signals_topic
+}
+
+output "redrive_queue" {
+  description = "The redrive queue; pause it to pause every re-drive."
+  value       = module.redrive.redrive_queue
+}
+
+output "signal_function" {
+  description = "The handle_signal function."
+  value       = module.redrive.signal_function
+}
+
+output "job_function" {
+  description = "The run_job function."
+  value       = module.redrive.job_function
+}
+
+output "service_account" {
+  description = "The service account redrive runs as."
+  value       = module.redrive.service_account
+}
+
+output "target_queue" {
+  description = "The example target queue."
+  value       = google_cloud_tasks_queue.billing.id
+}
