@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from redrive.signals import dead_letter
+from redrive.signals import alert, dead_letter, deploy, task_log
 from redrive.signals._common import bound, load_json, type_name
 from redrive.signals.model import Invalid, Message, Parsed, SignalError
 
@@ -67,6 +67,10 @@ def _parse(message: Message, max_bytes: int, now: datetime) -> Parsed:
         # Refused before any decoding so that a huge payload costs nothing.
         return _invalid(hint, f"message is {size} bytes, over the limit of {max_bytes}", dlq)
 
+    filtered = deploy.build_status_filter(attributes)
+    if filtered is not None:
+        return filtered
+    # The original publish time when a dead-letter topic re-published the message.
     try:
         seen_at = dead_letter.base_seen_at(attributes, message.publish_time, now)
     except SignalError as err:
@@ -76,6 +80,10 @@ def _parse(message: Message, max_bytes: int, now: datetime) -> Parsed:
         by_attribute = dead_letter.from_attributes(attributes, seen_at)
         if by_attribute is not None:
             return by_attribute
+        if deploy.is_cloud_deploy(attributes):
+            return deploy.parse_cloud_deploy(attributes, seen_at)
+        if "buildId" in attributes:
+            return _invalid("cloud-build", "Cloud Build SUCCESS message without build data", dlq)
         return _invalid(
             hint, "empty message: no data and no task attribute (task, taskName, task_name)", dlq
         )
@@ -88,6 +96,8 @@ def _parse(message: Message, max_bytes: int, now: datetime) -> Parsed:
     stripped = text.strip()
 
     if not stripped.startswith(("{", "[", '"')):
+        if deploy.is_cloud_deploy(attributes):
+            return deploy.parse_cloud_deploy(attributes, seen_at)
         # Not JSON: the only plain-text format is a bare task name.
         if stripped.startswith("projects/") or hint in ("dead-letter", "unknown"):
             return dead_letter.from_text(stripped, attributes, seen_at)
@@ -96,13 +106,34 @@ def _parse(message: Message, max_bytes: int, now: datetime) -> Parsed:
     try:
         obj = load_json(stripped)
     except SignalError as err:
+        if deploy.is_cloud_deploy(attributes):
+            return deploy.parse_cloud_deploy(attributes, seen_at)
         return _invalid(hint, str(err), dlq)
-    return _parse_json(obj, attributes, seen_at, hint, dlq)
+    parsed = _parse_json(obj, attributes, seen_at, hint, dlq)
+    if dlq and parsed.kind != dead_letter.KIND:
+        # A dead-lettered copy of another signal keeps its delivery attributes too.
+        parsed = Parsed(parsed.kind, parsed.signals, {**parsed.metadata, **dlq})
+    return parsed
 
 
 def _parse_json(
-    obj: Any, attributes: Mapping[str, str], seen_at: datetime, hint: str, dlq: Mapping[str, str]
+    obj: Any,
+    attributes: Mapping[str, str],
+    seen_at: datetime,
+    hint: str,
+    dlq: Mapping[str, str],
 ) -> Parsed:
+    # Specific shapes first: a Build or a Task resource also has a "name" key.
+    if alert.looks_like(obj):
+        return alert.parse(obj, seen_at)
+    if task_log.looks_like(obj, attributes):
+        return task_log.parse(obj, attributes, seen_at)
+    if deploy.looks_like_build(obj, attributes):
+        return deploy.parse_build(obj, attributes, seen_at)
+    if deploy.looks_like_plain(obj):
+        return deploy.parse_plain(obj, seen_at)
+    if deploy.is_cloud_deploy(attributes) and not dead_letter.names_tasks(obj):
+        return deploy.parse_cloud_deploy(attributes, seen_at)
     if dead_letter.names_tasks(obj):
         return dead_letter.from_json(obj, attributes, seen_at)
     by_attribute = dead_letter.from_attributes(attributes, seen_at)
