@@ -17,11 +17,16 @@ class Clock:
         self.time_scale = time_scale
         self._origin_wall = datetime.now(UTC)
         self._origin_mono = time.monotonic()
+        self._origin_epoch = self._origin_wall.timestamp()
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
         elapsed = (time.monotonic() - self._origin_mono) * self.time_scale
         return self._origin_wall + timedelta(seconds=elapsed)
+
+    def now_s(self) -> float:
+        """Emulated now as epoch seconds (the hot paths keep floats, not datetimes)."""
+        return self._origin_epoch + (time.monotonic() - self._origin_mono) * self.time_scale
 
     def real_seconds(self, emulated_s: float) -> float:
         """How long `emulated_s` of emulated time lasts in real time."""
@@ -33,3 +38,7 @@ class Clock:
     def until(self, when: datetime) -> float:
         """Real seconds until emulated time reaches `when` (0 if it already has)."""
         return self.real_seconds((when - self.now()).total_seconds())
+
+    def until_s(self, when_s: float) -> float:
+        """Real seconds until emulated time reaches epoch seconds `when_s` (0 if it already has)."""
+        return self.real_seconds(when_s - self.now_s())
