@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from google.cloud.run_v2.services.services.transports import ServicesGrpcTranspo
 
 from redrive.emulator.clock import Clock
 from redrive.emulator.cloudrun import CloudRunFake
+from redrive.emulator.control import Control
 from redrive.emulator.errors import RpcError
 
 SERVICE = "projects/acme/locations/europe-west1/services/billing"
@@ -26,37 +26,17 @@ REVISION_RE = re.compile(
 )
 
 
-class StubControl:
-    """Counts calls and fails the next N calls of a method, like the emulator's Control."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self.faults: dict[str, tuple[grpc.StatusCode, int]] = {}
-        self._lock = threading.Lock()
-
-    def fail(self, method: str, code: grpc.StatusCode, times: int = 1) -> None:
-        self.faults[method] = (code, times)
-
-    def before_call(self, method: str) -> None:
-        with self._lock:
-            self.counts[method] = self.counts.get(method, 0) + 1
-            code, times = self.faults.get(method, (grpc.StatusCode.OK, 0))
-            if times:
-                self.faults[method] = (code, times - 1)
-                raise RpcError(code, f"injected {code.name}")
-
-
 @dataclass
 class Stack:
     fake: CloudRunFake
-    control: StubControl
+    control: Control
     services: run_v2.ServicesClient
     revisions: run_v2.RevisionsClient
 
 
 @pytest.fixture
 def stack() -> Iterator[Stack]:
-    control = StubControl()
+    control = Control()
     fake = CloudRunFake(control, Clock())
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     server.add_generic_rpc_handlers(fake.grpc_handlers())
@@ -224,7 +204,7 @@ def test_every_call_goes_through_the_control(stack: Stack) -> None:
     list(stack.services.list_services(parent="projects/acme/locations/-"))
     stack.revisions.get_revision(name=revision)
     list(stack.revisions.list_revisions(parent=SERVICE))
-    assert stack.control.counts == {
+    assert stack.control.call_counts() == {
         "run.GetService": 1,
         "run.ListServices": 1,
         "run.GetRevision": 1,
@@ -239,7 +219,7 @@ def test_every_call_goes_through_the_control(stack: Stack) -> None:
     stack.control.fail("run.GetRevision", grpc.StatusCode.UNAVAILABLE)
     with pytest.raises(gexc.ServiceUnavailable):
         stack.revisions.get_revision(name=revision, retry=None)
-    assert stack.control.counts["run.GetRevision"] == 2
+    assert stack.control.call_counts()["run.GetRevision"] == 2
 
 
 def test_new_revisions_are_dated_by_the_emulated_clock(stack: Stack) -> None:

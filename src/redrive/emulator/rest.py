@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -280,8 +281,8 @@ class RestServer:
         self.service: TasksService = service
         self.control: EmulatorControl = control
         self.cloudrun: Deployer = cloudrun
-        # The last requests seen (method, path with query, HTTP status): shows what a client such
-        # as gcloud really calls.
+        # The last requests seen (method, path with decoded query, HTTP status): shows what a
+        # client such as gcloud really calls.
         self.requests: collections.deque[tuple[str, str, int]] = collections.deque(maxlen=1000)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -332,7 +333,7 @@ class RestServer:
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         response = self.handle(request)
-        query = request.query_string.decode("latin-1")
+        query = urllib.parse.unquote(request.query_string.decode("latin-1"))
         self.requests.append(
             (request.method, request.path + (f"?{query}" if query else ""), response.status_code)
         )
