@@ -38,7 +38,10 @@ SOURCE = "alert"
 _LABEL_MAP_KEYS = ("extracted_labels", "extractedLabels", "labels")
 _LABEL_TASK_KEYS = ("task", "task_name", "taskName")
 _WALK_DEPTH = 6
-_TEMPLATE_RE = re.compile(r"^\s*(task|task_name|taskName|status)\s*[=:]\s*(.*?)\s*$", re.MULTILINE)
+# Linear on any input: horizontal whitespace only, and a value that is one run of non-spaces.
+_TEMPLATE_RE = re.compile(
+    r"^[^\S\n]*(task|task_name|taskName|status)[^\S\n]*[=:][^\S\n]*(\S*)[^\S\n]*$", re.MULTILINE
+)
 _MAX_TEXT = 65_536  # free text scanned per field; the payload size limit bounds it anyway
 
 
