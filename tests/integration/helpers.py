@@ -102,9 +102,10 @@ class FunctionServer:
         *,
         source_dir: Path = ROOT,
         executable: str | None = None,
+        port: int | None = None,
     ) -> None:
         self.target = target
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
