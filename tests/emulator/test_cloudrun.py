@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import grpc
+import httpx
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcTransport
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
+from redrive.emulator import Emulator
 from redrive.emulator.clock import Clock
 from redrive.emulator.cloudrun import CloudRunFake
 from redrive.emulator.control import Control
@@ -230,3 +232,28 @@ def test_new_revisions_are_dated_by_the_emulated_clock(stack: Stack) -> None:
     after = clock.now()
     created = fake.get_revision(run_v2.GetRevisionRequest(name=name)).create_time
     assert before <= created <= after
+
+
+def test_whole_emulator_deploy_over_rest_read_over_grpc() -> None:
+    """A standalone emulator: deploy through the REST control endpoint, read the service back
+    through google-cloud-run at CLOUD_RUN_EMULATOR_HOST."""
+    with Emulator() as emu:
+        target = emu.env()["CLOUD_RUN_EMULATOR_HOST"]
+        reply = httpx.post(
+            f"{emu.rest_url}/_emulator/run/deploy",
+            json={"service": SERVICE, "uri": "http://127.0.0.1:8080"},
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text
+        revision = reply.json()["revision"]
+        channel = grpc.insecure_channel(target)
+        try:
+            services = run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel))
+            revisions = run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel))
+            service = services.get_service(name=SERVICE)
+            assert service.uri == "http://127.0.0.1:8080"
+            assert service.latest_ready_revision == revision
+            assert revisions.get_revision(name=revision).name == revision
+        finally:
+            channel.close()
+        assert emu.control.call_counts()["run.GetService"] == 1

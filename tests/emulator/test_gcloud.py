@@ -213,3 +213,15 @@ def test_gcloud_queue_and_task_commands(
     assert all(path.startswith(f"/{api}/projects/{PROJECT}/") for _m, path, _s in seen), seen
     statuses = {status for _m, _p, status in seen}
     assert statuses <= {200, 404}, seen
+
+
+def test_missing_gcloud_skips_or_fails_as_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("REDRIVE_REQUIRE_GCLOUD", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        _gcloud_binary()
+    monkeypatch.setenv("REDRIVE_REQUIRE_GCLOUD", "1")
+    with pytest.raises(pytest.fail.Exception):
+        _gcloud_binary()
