@@ -36,8 +36,14 @@ if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
   rm -rf "$CHECKOV_VENV"
   mkdir -p "$CACHE_ROOT"
   python3 -m venv "$CHECKOV_VENV"
-  "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "checkov==$CHECKOV_VERSION"
+  log="$CACHE_ROOT/checkov-install.log"
+  if ! "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "checkov==$CHECKOV_VERSION" >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    rm -rf "$CHECKOV_VENV" # no half-installed tool next time
+    echo "tfcheck: could not install checkov $CHECKOV_VERSION" >&2
+    exit 1
+  fi
 fi
 echo "tfcheck: checkov -d terraform"
 # --quiet prints failed checks only; the summary line still says how many passed/failed/skipped.
