@@ -229,6 +229,12 @@ def test_enum_encoding_of_answers(stack: Stack, query: str, expected_state: Any)
     }
 
 
+def test_pretty_print_false_gives_compact_json(stack: Stack) -> None:
+    stack.service.answers["GetQueue"] = tasks_v2.Queue(name=QUEUE)
+    assert stack.http.get(f"/v2/{QUEUE}?prettyPrint=false").text == f'{{"name":"{QUEUE}"}}\n'
+    assert stack.http.get(f"/v2/{QUEUE}").text == f'{{\n  "name": "{QUEUE}"\n}}\n'
+
+
 def test_answers_are_camel_case_and_skip_defaults(stack: Stack) -> None:
     stack.service.answers["GetTask"] = tasks_v2beta3.Task(
         name=TASK,

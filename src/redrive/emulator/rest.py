@@ -179,9 +179,11 @@ def error_body(code: grpc.StatusCode, message: str) -> dict[str, Any]:
     return {"error": {"code": HTTP_STATUS[code], "message": message, "status": code.name}}
 
 
-def _json_response(payload: Any, status: int = 200) -> Response:
+def _json_response(payload: Any, status: int = 200, *, pretty: bool = True) -> Response:
+    # Google pretty-prints unless the query says prettyPrint=false.
+    text = json.dumps(payload, indent=2) if pretty else json.dumps(payload, separators=(",", ":"))
     return Response(
-        json.dumps(payload, indent=2) + "\n",
+        text + "\n",
         status=status,
         content_type="application/json; charset=UTF-8",
     )
@@ -381,7 +383,10 @@ class RestServer:
             return self._location(route.rpc, values[0], request)
         message = self._build_request(api, route, values, request)
         response = self.service.call(api, route.rpc, message)
-        return _json_response(self._to_json(response, _ints_for_enums(request)))
+        return _json_response(
+            self._to_json(response, _ints_for_enums(request)),
+            pretty=request.args.get("prettyPrint", "true").lower() not in ("false", "0"),
+        )
 
     def _build_request(
         self, api: str, route: _Route, values: tuple[str, ...], request: Request
