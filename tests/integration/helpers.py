@@ -109,7 +109,11 @@ class FunctionServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("REDRIVE_", "CLOUD_"))}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("REDRIVE_", "CLOUD_")) and k != "PYTHONPATH"
+        }
         base.update(env)
         base["PYTHONUNBUFFERED"] = "1"
         command = [
