@@ -14,7 +14,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "src
 
 import functions_framework
 
-from redrive import handlers
+from redrive import handlers, runtime
+
+# Settings are read (and start-up warnings logged) when the instance starts, not on the first
+# request: a bad REDRIVE_* value fails the start, loudly, instead of every message.
+runtime.get_runtime()
 
 
 @functions_framework.cloud_event

@@ -63,6 +63,13 @@ def fn(
     server.stop()
 
 
+def test_startup_lines_come_before_any_request(fn):
+    startup = [x for x in fn.lines() if x.get("event") == "redrive.startup"]
+    assert startup[0]["message"].startswith("redrive started: direct")
+    warnings = [x["message"] for x in startup if x["severity"] == "WARNING"]
+    assert len(warnings) == 1 and "direct mode" in warnings[0]  # the allowlist is set
+
+
 def one_outcome(fn: FunctionServer, message_id: str, task: str | None = None) -> dict:
     lines = fn.outcomes(signal__message_id=message_id)
     if task is not None:
