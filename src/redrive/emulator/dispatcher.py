@@ -2,7 +2,7 @@
 
 Each queue has a worker coroutine that sleeps until the earliest of: its next schedule time, the
 next token of its rate bucket, or a wake-up (new task, resume, completed attempt, config change).
-Attempts are coroutines on a shared keep-alive `httpx.AsyncClient`, so hundreds of dispatches per
+Attempts are coroutines on a shared keep-alive HTTP/1.1 client, so hundreds of dispatches per
 second cost no threads. State changes happen under `Store.lock`, never across an await.
 """
 
@@ -13,9 +13,8 @@ import contextlib
 import heapq
 import threading
 
-import httpx
-
 from redrive.emulator import model
+from redrive.emulator.httpclient import HttpClient, HttpError
 from redrive.emulator.model import AttemptResult, AttemptSpec, Store
 
 _GONE = -1.0  # the queue was deleted: its worker ends
@@ -35,7 +34,7 @@ class Dispatcher:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._events: dict[str, asyncio.Event] = {}
         self._attempts: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
+        self._client: HttpClient | None = None
         self._stopping: asyncio.Event | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -60,12 +59,7 @@ class Dispatcher:
 
     async def _main(self) -> None:
         self._stopping = asyncio.Event()
-        self._client = httpx.AsyncClient(
-            timeout=None,
-            follow_redirects=False,
-            trust_env=False,  # never route emulator dispatches through a configured proxy
-            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
-        )
+        self._client = HttpClient()
         self._ready.set()
         await self._stopping.wait()
         pending = list(self._workers.values()) + list(self._attempts)
@@ -169,18 +163,21 @@ class Dispatcher:
         headers = {k: v for k, v in spec.headers.items() if k.lower() not in _HOP_BY_HOP}
         try:
             async with asyncio.timeout(self.clock.real_seconds(spec.deadline_s)):
-                response = await client.request(
-                    spec.method, spec.url, headers=headers, content=spec.body or None
-                )
+                status = await client.request(spec.method, spec.url, headers, spec.body)
         except TimeoutError:
             return AttemptResult(
                 None, model.DEADLINE_EXCEEDED, "Dispatch deadline exceeded", "DEADLINE_EXCEEDED"
             )
-        except (httpx.HTTPError, OSError, ValueError) as err:
+        except (
+            HttpError,
+            OSError,
+            ValueError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ) as err:
             # Observed on the real service: an unreachable target is reported as UNKNOWN.
             text = f"Failed to dispatch to {spec.url}: {type(err).__name__}"
             return AttemptResult(None, model.UNKNOWN, text, "UNKNOWN")
-        status = response.status_code
         code = model.rpc_code_for_http(status)
         return AttemptResult(status, code, _status_message(code, status), f"HTTP {status}")
 
