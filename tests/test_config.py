@@ -79,3 +79,11 @@ def test_readme_draft_lists_every_variable_with_its_default():
         if var.default is not None:
             row = next(line for line in text.splitlines() if f"`{var.name}`" in line)
             assert f"`{var.default}`" in row, var.name
+
+
+def test_readme_draft_lists_every_outcome():
+    from redrive.outcomes import Outcome
+
+    text = (ROOT / "docs" / "readme-core.md").read_text()
+    for outcome in Outcome:
+        assert f"| `{outcome.value}` | {outcome.severity} |" in text, outcome

@@ -62,7 +62,7 @@ def test_archive_installs_and_serves_from_a_fresh_venv(tmp_path: Path):
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.strip().startswith(str(app / "src")), probe.stdout
+    assert probe.stdout.strip().splitlines()[-1].startswith(str(app / "src")), probe.stdout
 
     stack = Stack()
     try:
