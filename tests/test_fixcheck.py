@@ -93,9 +93,7 @@ def test_service_map_wins_and_short_names_are_completed():
     fake = FakeRun()
     run = cloudrun(fake)
     settings = Settings.from_env(
-        {
-            "REDRIVE_SERVICE_MAP": '{"billing": ["' + str(TASK.queue_name) + '"]}'
-        }
+        {"REDRIVE_SERVICE_MAP": '{"billing": ["' + str(TASK.queue_name) + '"]}'}
     )
     ev = RevisionFixCheck(lambda: run, settings).evidence(TASK, TaskState(TASK))
     assert ev.service == SVC and ev.live_since == T_REV
