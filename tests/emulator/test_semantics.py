@@ -507,3 +507,36 @@ def test_timestamps_are_emulated_time(make_emulator: Any) -> None:
     assert wait_until(lambda: emu.clock.now() - a.create_time > timedelta(minutes=30))
     b = _create(c, q, "b", "http://127.0.0.1:9/x")
     assert b.create_time - a.create_time > timedelta(minutes=30)
+
+
+def test_queue_stats_on_request(emulator: Emulator) -> None:
+    c = client(emulator, "v2beta3")
+    q = _queue(c, "stats")
+    c.pause_queue(name=q)
+    for i in range(3):
+        _create(c, q, f"s{i}", "http://127.0.0.1:9/x")
+    plain = c.get_queue(name=q)
+    assert not plain.stats.tasks_count
+    got = c.get_queue(request={"name": q, "read_mask": {"paths": ["name", "stats"]}})
+    assert got.stats.tasks_count == 3
+    assert got.stats.oldest_estimated_arrival_time is not None
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_queue_http_target_overrides(emulator: Emulator, target: TargetServer, api: str) -> None:
+    c = client(emulator, api)
+    sa = "q@demo-project.iam.gserviceaccount.com"
+    q = _queue(
+        c,
+        "overrides",
+        http_target={
+            "http_method": TYPES[api].HttpMethod.PATCH,
+            "header_overrides": [{"header": {"key": "X-Queue", "value": "q"}}],
+            "oidc_token": {"service_account_email": sa},
+        },
+    )
+    _create(c, q, "o", f"{target.url}/o")
+    (req,) = target.wait_for(1, "/o")
+    assert req.method == "PATCH"
+    assert req.headers["x-queue"] == "q"
+    assert _claims(req.headers["authorization"])["email"] == sa
