@@ -36,8 +36,9 @@ ENV_VARS: dict[str, EnvVar] = {
         EnvVar(
             "REDRIVE_ALLOWED_QUEUES",
             None,
-            "Comma-separated full queue names redrive may act on; `projects/P/locations/L/queues/*` "
-            "allows every queue of a location. Unset or empty: nothing is allowed (logged at start).",
+            "Comma-separated full queue names redrive may act on; "
+            "`projects/P/locations/L/queues/*` allows every queue of a location. "
+            "Unset or empty: nothing is allowed (logged at start).",
         ),
         EnvVar(
             "REDRIVE_QUEUE",
@@ -71,8 +72,9 @@ ENV_VARS: dict[str, EnvVar] = {
         EnvVar(
             "REDRIVE_SERVICE_MAP",
             None,
-            'JSON object mapping a Cloud Run service (full name) to the queues that feed it, e.g. '
-            '{"projects/p/locations/l/services/billing": ["projects/p/locations/l/queues/billing"]}.',
+            "JSON object mapping a Cloud Run service (full name) to the queues that feed it, e.g. "
+            '{"projects/p/locations/l/services/billing": '
+            '["projects/p/locations/l/queues/billing"]}.',
         ),
         EnvVar(
             "REDRIVE_MAX_SIGNAL_AGE",
@@ -83,7 +85,8 @@ ENV_VARS: dict[str, EnvVar] = {
         EnvVar(
             "REDRIVE_DIRECT_RATE_PER_S",
             "1",
-            "RunTask calls per second in direct mode (in-process limit; the project quota is ~1/s).",
+            "RunTask calls per second in direct mode "
+            "(in-process limit; the project quota is ~1/s).",
         ),
         EnvVar(
             "REDRIVE_RETRY_DEADLINE_S",
@@ -93,8 +96,8 @@ ENV_VARS: dict[str, EnvVar] = {
         EnvVar(
             "REDRIVE_SWEEP_BUDGET_S",
             "480",
-            "Time a sweep may spend before it stops cleanly and asks to be delivered again; keep it "
-            "below the function timeout.",
+            "Time a sweep may spend before it stops cleanly and asks to be delivered again; "
+            "keep it below the function timeout.",
         ),
         EnvVar(
             "REDRIVE_MAX_PAYLOAD_BYTES",
@@ -183,13 +186,17 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.tasks_api not in TASKS_APIS:
-            raise ConfigError(f"REDRIVE_TASKS_API must be one of {TASKS_APIS}, got {self.tasks_api!r}")
+            raise ConfigError(
+                f"REDRIVE_TASKS_API must be one of {TASKS_APIS}, got {self.tasks_api!r}"
+            )
         if self.response_view not in RESPONSE_VIEWS:
             raise ConfigError(
                 f"REDRIVE_RESPONSE_VIEW must be one of {RESPONSE_VIEWS}, got {self.response_view!r}"
             )
         if self.fix_check not in FIX_CHECKS:
-            raise ConfigError(f"REDRIVE_FIX_CHECK must be one of {FIX_CHECKS}, got {self.fix_check!r}")
+            raise ConfigError(
+                f"REDRIVE_FIX_CHECK must be one of {FIX_CHECKS}, got {self.fix_check!r}"
+            )
         if self.fix_check == "static" and self.fix_deployed_at is None:
             raise ConfigError("REDRIVE_FIX_DEPLOYED_AT is required when REDRIVE_FIX_CHECK=static")
         if (self.redrive_queue is None) != (self.job_url is None):
@@ -204,7 +211,9 @@ class Settings:
         if self.max_signal_age_s <= 0:
             raise ConfigError("REDRIVE_MAX_SIGNAL_AGE must be > 0")
         if self.retry_deadline_s < 0 or self.sweep_budget_s <= 0:
-            raise ConfigError("REDRIVE_RETRY_DEADLINE_S must be >= 0 and REDRIVE_SWEEP_BUDGET_S > 0")
+            raise ConfigError(
+                "REDRIVE_RETRY_DEADLINE_S must be >= 0 and REDRIVE_SWEEP_BUDGET_S > 0"
+            )
         if self.max_payload_bytes < 1024:
             raise ConfigError("REDRIVE_MAX_PAYLOAD_BYTES must be at least 1024")
 
@@ -254,7 +263,9 @@ class Settings:
                 get("REDRIVE_MAX_SIGNAL_AGE") or "", "REDRIVE_MAX_SIGNAL_AGE"
             ),
             "dry_run": parse_bool(get("REDRIVE_DRY_RUN") or "", "REDRIVE_DRY_RUN"),
-            "direct_rate_per_s": _float(get("REDRIVE_DIRECT_RATE_PER_S"), "REDRIVE_DIRECT_RATE_PER_S"),
+            "direct_rate_per_s": _float(
+                get("REDRIVE_DIRECT_RATE_PER_S"), "REDRIVE_DIRECT_RATE_PER_S"
+            ),
             "retry_deadline_s": _float(get("REDRIVE_RETRY_DEADLINE_S"), "REDRIVE_RETRY_DEADLINE_S"),
             "sweep_budget_s": _float(get("REDRIVE_SWEEP_BUDGET_S"), "REDRIVE_SWEEP_BUDGET_S"),
             "max_payload_bytes": int(
@@ -313,11 +324,12 @@ def parse_service_map(raw: str | None) -> dict[str, tuple[QueueName, ...]]:
     if not isinstance(data, dict):
         raise ConfigError("REDRIVE_SERVICE_MAP must be a JSON object {service: [queue, ...]}")
     result: dict[str, tuple[QueueName, ...]] = {}
-    for service, queues in data.items():
-        if isinstance(queues, str):
-            queues = [queues]
+    for service, value in data.items():
+        queues = [value] if isinstance(value, str) else value
         if not isinstance(queues, list) or not queues:
-            raise ConfigError(f"REDRIVE_SERVICE_MAP[{service!r}] must be a non-empty list of queues")
+            raise ConfigError(
+                f"REDRIVE_SERVICE_MAP[{service!r}] must be a non-empty list of queues"
+            )
         try:
             result[str(service)] = tuple(QueueName.parse(q) for q in queues)
         except InvalidName as err:

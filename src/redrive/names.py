@@ -31,7 +31,7 @@ TASK_NAME_IN_TEXT_RE = re.compile(
 )
 
 
-class InvalidName(ValueError):
+class InvalidName(ValueError):  # noqa: N818 (reads as the verdict it is)
     """A string that is not a well-formed Cloud Tasks queue or task name."""
 
 

@@ -6,7 +6,7 @@ import grpc
 
 
 class RpcError(Exception):
-    """A call answered with a non-OK status; both front ends translate it (gRPC status, HTTP JSON)."""
+    """A call answered with a non-OK status; each front end translates it (gRPC, HTTP JSON)."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
