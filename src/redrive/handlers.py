@@ -18,10 +18,13 @@ is the OIDC token checked by Cloud Run IAM).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from redrive import errors
@@ -70,12 +73,47 @@ class Result:
 # One task
 
 
+class TaskLocks:
+    """One lock per task name, held while any thread uses it (then forgotten)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._held.get(key, (threading.Lock(), 0))
+            self._held[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._held[key]
+                if users == 1:
+                    del self._held[key]
+                else:
+                    self._held[key] = (lock, users - 1)
+
+
+_TASK_LOCKS = TaskLocks()
+
+
 def redrive_one(failure: Failure, rt: Runtime, *, throttle: bool) -> Result:
     """The design's decision list for one task, then RunTask (direct mode and run_job)."""
     now = rt.clock()
     early = screen(failure, rt.policy, now)
     if early is not None:
         return Result.of(early)
+    # One decision per task at a time in this instance: duplicate deliveries served by
+    # concurrent request threads would otherwise all read "failed" and all call RunTask. The
+    # second one reads the task after the first one's RunTask and sees it dispatched.
+    with _TASK_LOCKS.hold(str(failure.task)):
+        return _redrive_locked(failure, rt, throttle=throttle, now=now)
+
+
+def _redrive_locked(failure: Failure, rt: Runtime, *, throttle: bool, now: datetime) -> Result:
     state: TaskState | None = None
     evidence: FixEvidence | None = None
     try:

@@ -14,3 +14,8 @@ def ok_runs(stack: Stack, task: str) -> int:
 
 def outcomes_of(server: FunctionServer, message_id: str) -> list[dict[str, Any]]:
     return server.outcomes(signal__message_id=message_id)
+
+
+def run_calls(stack: Stack, task: str) -> int:
+    """Every RunTask call that reached the emulator for `task`, whatever it answered."""
+    return sum(1 for r in stack.emu.control.run_log() if r.task == task)
