@@ -235,10 +235,14 @@ def _emit(
 # handle_signal
 
 
-def handle_sweep_signal(signal: Any, ref: SignalRef, rt: Runtime) -> list[Result]:
-    """Queue alerts and deploy notifications: the one place where the sweep plugs in."""
-    what = type(signal).__name__
-    return [Result(Outcome.IGNORED, f"{what} signals need the sweep: sweep not enabled")]
+def handle_sweep_signal(signal: Any, ref: SignalRef, rt: Runtime) -> list[Outcome]:
+    """Queue alerts and deploy notifications: sweep the queues (redrive.sweep logs every line).
+
+    Returns the message-level outcomes: SWEEP, plus FAILED when the sweep must be delivered again.
+    """
+    from redrive.sweep import sweep_signal
+
+    return sweep_signal(signal, ref, rt)
 
 
 def handle_signal(cloud_event: Any, rt: Runtime | None = None) -> None:
@@ -297,8 +301,8 @@ def handle_signal(cloud_event: Any, rt: Runtime | None = None) -> None:
                 SignalRef(kind, signal.source, ref.message_id, ref.publish_time),
             )
         elif isinstance(signal, QueueAlert | Deploy):
-            for result in handle_sweep_signal(signal, ref, rt):
-                log(result, None, SignalRef(kind, signal.source, ref.message_id, ref.publish_time))
+            sref = SignalRef(kind, signal.source, ref.message_id, ref.publish_time)
+            outcomes.extend(handle_sweep_signal(signal, sref, rt))
         elif isinstance(signal, TaskFailure):
             key = (str(signal.task), signal.dispatch_count)
             if key in handled:

@@ -270,11 +270,17 @@ def test_every_task_of_a_message_gets_its_line(stack, queues, fn):
     assert len(summary) == 1 and summary[0]["counts"] == {"DISPATCHED": 1, "NOT_FOUND": 1}
 
 
-def test_deploy_and_queue_signals_wait_for_the_sweep(fn):
+def test_deploy_signal_starts_a_sweep(fn, queues):
     payload = json.dumps({"deployed": {"service": "billing", "at": now_rfc3339()}}).encode()
     assert post_signal(fn, payload, "deploy-1", now_rfc3339()).status_code == 200
-    line = one_outcome(fn, "deploy-1")
-    assert line["outcome"] == "IGNORED" and "sweep not enabled" in line["reason"]
+    (summary,) = fn.summaries("deploy-1")
+    assert summary["counts"] == {"SWEEP": 1}
+    (sweep,) = [
+        x
+        for x in fn.lines()
+        if x.get("event") == "redrive.sweep" and x["signal"]["message_id"] == "deploy-1"
+    ]
+    assert sweep["queues"] == [queues["billing"]] and sweep["complete"] is True
 
 
 def test_dry_run(stack, queues, tmp_path: Path):
