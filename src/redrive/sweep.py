@@ -45,7 +45,7 @@ from redrive.decide import (
     decide,
     for_error,
 )
-from redrive.handlers import THROTTLE_REREAD_S, Result
+from redrive.handlers import _TASK_LOCKS, Result
 from redrive.jobs import Job, job_name, job_task
 from redrive.names import QueueName, TaskName
 from redrive.outcome_log import COMPONENT, build_record, signal_fields
@@ -381,7 +381,6 @@ class Sweeper:
             for number, token, tasks in self._pages(queue):
                 report.pages += 1
                 progress.pages += 1
-                listed_at = self._monotonic()
                 chosen: list[tuple[int, TaskState]] = []
                 for index, task in enumerate(tasks):
                     state = TaskState.from_task(task)
@@ -396,9 +395,7 @@ class Sweeper:
                 progress.tasks_seen = report.tasks_seen
                 progress.selected = report.selected
                 self._notify()
-                self._handle_page(
-                    queue, number=number, token=token, chosen=chosen, listed_at=listed_at, pool=pool
-                )
+                self._handle_page(queue, number=number, token=token, chosen=chosen, pool=pool)
         except errors.RedriveError as err:
             decision = for_error(err)
             assert decision.outcome is not None
@@ -416,7 +413,6 @@ class Sweeper:
         number: int,
         token: str,
         chosen: list[tuple[int, TaskState]],
-        listed_at: float,
         pool: ThreadPoolExecutor | None,
     ) -> None:
         if not self.settings.queued:
@@ -426,7 +422,6 @@ class Sweeper:
                 result = self._direct(
                     failure,
                     state,
-                    listed_at=listed_at,
                     queue=queue,
                     page=number,
                     token=token,
@@ -574,7 +569,6 @@ class Sweeper:
         failure: Failure,
         state: TaskState,
         *,
-        listed_at: float,
         queue: QueueName,
         page: int,
         token: str,
@@ -590,8 +584,10 @@ class Sweeper:
             if not self.rt.limiter.acquire(timeout_s=self._remaining()):
                 # No RunTask slot before the budget ends: stop here; the redelivery goes on.
                 self._stop(queue, page, token, index)
-            if self._monotonic() - listed_at > THROTTLE_REREAD_S:
-                # The listing is old by now (throttle, slow pages): decide again on a fresh read.
+            # Read the task again right before RunTask, under the same per-task lock as
+            # handle_signal's direct mode: the listing may be old by now (throttle, slow pages)
+            # and a concurrent signal for the same task may have run it meanwhile.
+            with _TASK_LOCKS.hold(str(failure.task)):
                 fresh = self.rt.tasks.get(failure.task)
                 if fresh is None:
                     return Result.of(
@@ -601,7 +597,7 @@ class Sweeper:
                 decision = decide(failure, current, evidence, self.rt.policy, self.rt.clock())
                 if decision.action is not Action.RUN:
                     return Result.of(decision, state=current, fix=evidence)
-            run = self.rt.tasks.run(failure.task, current)
+                run = self.rt.tasks.run(failure.task, current)
             return Result.of(after_run(run), state=current, fix=evidence, run=run)
         except errors.RedriveError as err:
             return Result.of(for_error(err), state=current, fix=evidence)
