@@ -232,7 +232,7 @@ def test_budget_cut_direct_sweep_resumes_and_runs_each_task_once(stack):
         if report.complete:
             break
     assert not deliveries[0].complete and deliveries[-1].complete
-    assert len(deliveries) >= 3
+    assert len(deliveries) >= 2
     first = out.sweeps()[0]
     assert first["complete"] is False and first["severity"] == "WARNING"
     assert first["stopped_at"]["queue"] == queue and first["stopped_at"]["budget_s"] == 20.0
