@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "import functions_framework, google.cloud.tasks_v2"
@@ -57,7 +58,7 @@ def heaviest_imports(top: int = 8) -> list[tuple[str, float]]:
     return sorted(rows, key=lambda r: -r[1])[:top]
 
 
-def run(reps: int) -> dict[str, object]:
+def run(reps: int) -> dict[str, Any]:
     base, main = [], []
     for _ in range(reps):  # interleaved, so drift in machine load hits both alike
         base.append(cold(BASELINE))
