@@ -9,6 +9,7 @@ The calls, read from the adapters (tasks.py, cloudrun_client.py) and the handler
 |   (service from the URL) | + run.ListServices (no REDRIVE_SERVICE_MAP entry for the queue) |
 | handle_signal, queued    | GetTask, run.GetService, run.GetRevision, CreateTask           |
 | run_job                  | GetTask, run.GetService, run.GetRevision, RunTask              |
+| deploy sweep, direct     | ListTasks (then GetTask and RunTask per selected task)         |
 
 (ListServices is exercised through direct mode only: the same adapter serves every entry point,
 and its host cache means each case needs a fresh instance, which is a server start.)
@@ -68,6 +69,7 @@ CODES = [
 ]
 ONCE, ALWAYS = 1, -1
 SERVICE = f"{PARENT}/services/fm"
+SWEEP_SERVICE_ID = "fm-sweep"
 URL_SERVICE = f"{PARENT}/services/fm-by-url"
 RETRY_DEADLINE_S = "0.5"
 """Small, so a persistent fault reaches FAILED quickly; large enough for three attempts."""
@@ -77,8 +79,15 @@ CALLS = {
     "direct": ["GetTask", "run.GetService", "run.GetRevision", "RunTask", "run.ListServices"],
     "queued": ["GetTask", "run.GetService", "run.GetRevision", "CreateTask"],
     "run_job": ["GetTask", "run.GetService", "run.GetRevision", "RunTask"],
+    # A deploy signal in direct mode: the sweep lists the queue (ListTasks), then re-drives.
+    "sweep": ["ListTasks"],
 }
-SUCCESS = {"direct": "DISPATCHED", "queued": "QUEUED", "run_job": "DISPATCHED"}
+SUCCESS = {
+    "direct": "DISPATCHED",
+    "queued": "QUEUED",
+    "run_job": "DISPATCHED",
+    "sweep": "DISPATCHED",
+}
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,7 @@ def queues(stack: Stack) -> dict[str, str]:
     return {
         "fm": stack.queue("fm"),
         "fmurl": stack.queue("fmurl"),
+        "fmsweep": stack.queue("fmsweep"),
         # Paused: queued-mode jobs stay put; run_job is driven by posting the job directly.
         "redrive": stack.queue("fm-redrive", paused=True),
     }
@@ -132,8 +142,10 @@ def queues(stack: Stack) -> dict[str, str]:
 def base_env(stack: Stack, queues: dict[str, str]) -> dict[str, str]:
     return {
         **stack.emu.env(),
-        "REDRIVE_ALLOWED_QUEUES": f"{queues['fm']},{queues['fmurl']}",
-        "REDRIVE_SERVICE_MAP": json.dumps({SERVICE: [queues["fm"]]}),
+        "REDRIVE_ALLOWED_QUEUES": f"{queues['fm']},{queues['fmurl']},{queues['fmsweep']}",
+        "REDRIVE_SERVICE_MAP": json.dumps(
+            {SERVICE: [queues["fm"]], f"{PARENT}/services/{SWEEP_SERVICE_ID}": [queues["fmsweep"]]}
+        ),
         "REDRIVE_RETRY_DEADLINE_S": RETRY_DEADLINE_S,
         "REDRIVE_DIRECT_RATE_PER_S": "100",
         "REDRIVE_MAX_SIGNAL_AGE": "1h",
@@ -207,9 +219,11 @@ class Delivery:
             ).status_code
             lines = self.server.outcomes(task=self.task)
         else:
-            status = post_signal(
-                self.server, dead_letter(self.task), self.message_id, self.published
-            ).status_code
+            payload = dead_letter(self.task)
+            if self.entry == "sweep":
+                deployed = {"service": SWEEP_SERVICE_ID, "at": self.published}
+                payload = json.dumps({"deployed": deployed}).encode()
+            status = post_signal(self.server, payload, self.message_id, self.published).status_code
             lines = self.server.outcomes(signal__message_id=self.message_id)
         new, self.seen = lines[self.seen :], len(lines)
         return status, new
@@ -219,7 +233,7 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
     entry, call, code, times = case.entry, case.call, case.code, case.times
     n = next(_ids)
     by_url = call == "run.ListServices"
-    queue = queues["fmurl" if by_url else "fm"]
+    queue = queues["fmurl" if by_url else "fmsweep" if entry == "sweep" else "fm"]
     path = f"/fm/{entry}/{n}"
     task = stack.failed_task(queue, f"fm-{entry}-{n}", path)
     if by_url:
@@ -245,7 +259,7 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
     if want.outcome in ("FAILED", "PERMISSION_DENIED"):
         assert line["severity"] == "ERROR"
         assert code.name in line["reason"], line["reason"]
-    if entry != "run_job":
+    if entry in ("direct", "queued"):
         (summary,) = server.summaries(delivery.message_id)
         assert summary["outcome"] == want.outcome
 
@@ -253,8 +267,15 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
     # the task is force-run exactly once over both deliveries, never lost, never twice.
     again_status, again = delivery.send()
     assert again_status == 200, again
-    assert len(again) == 1, again
-    if want.outcome == SUCCESS[entry]:
+    if entry == "sweep" and want.outcome == SUCCESS[entry]:
+        assert again == [], again  # the task is done: the sweep selects nothing
+    elif entry == "sweep":
+        assert [x["outcome"] for x in again] == ["DISPATCHED"], again
+    else:
+        assert len(again) == 1, again
+    if entry == "sweep":
+        pass
+    elif want.outcome == SUCCESS[entry]:
         settled = (
             {"SKIPPED_DUPLICATE"}
             if entry == "queued"
@@ -280,7 +301,7 @@ def test_fault(stack, queues, servers, tmp_path, case):
         with function_server("handle_signal", "cloudevent", env, tmp_path / "fn.log") as fresh:
             run_case(stack, queues, fresh, case)
         return
-    run_case(stack, queues, servers[case.entry], case)
+    run_case(stack, queues, servers["direct" if case.entry == "sweep" else case.entry], case)
 
 
 def test_matrix_covers_every_call_and_code():
