@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from redrive.decide import Failure, SignalRef
+from redrive.decide import Failure, FixEvidence, SignalRef
 from redrive.errors import InvalidJobError
 from redrive.jobs import MAX_JOB_BYTES, Job, job_id, job_name, job_task
 from redrive.names import TASK_ID_RE, QueueName, TaskName
@@ -109,3 +109,41 @@ def _mutate(**changes):
 def test_invalid_job_bodies_are_refused(body):
     with pytest.raises(InvalidJobError):
         Job.parse(body)
+
+
+def test_job_carries_fix_evidence_when_it_has_some():
+    live = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    evidence = FixEvidence("deploy-signal", live, "billing", None)
+    carried = Job.parse(Job.for_failure(JOB.failure(), 3, evidence).to_json()).fix
+    assert carried is not None
+    assert (carried.strategy, carried.live_since, carried.service) == (
+        "deploy-signal",
+        live,
+        "billing",
+    )
+    assert carried.covers(datetime(2026, 11, 29, 8, 59, tzinfo=UTC))
+    none = Job.parse(Job.for_failure(JOB.failure(), 3, FixEvidence("none")).to_json()).fix
+    assert none is not None and none.strategy == "none" and none.covers(None)
+    assert "fix" not in JOB.to_dict()  # jobs without evidence stay as before
+
+
+@pytest.mark.parametrize(
+    "fix",
+    [
+        None,
+        [],
+        {"strategy": "revision"},
+        {"strategy": "", "live_since": None, "service": None, "revision": None},
+        {"strategy": "revision", "live_since": None, "service": None, "revision": None},
+        {"strategy": "revision", "live_since": "soon", "service": None, "revision": None},
+        {
+            "strategy": "static",
+            "live_since": "2026-11-29T09:00:00Z",
+            "service": 7,
+            "revision": None,
+        },
+    ],
+)
+def test_invalid_fix_evidence_is_refused(fix):
+    with pytest.raises(InvalidJobError):
+        Job.parse(_mutate(fix=fix))

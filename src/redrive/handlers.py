@@ -97,11 +97,17 @@ class TaskLocks:
                     self._held[key] = (lock, users - 1)
 
 
-_TASK_LOCKS = TaskLocks()
+TASK_LOCKS = TaskLocks()
 
 
-def redrive_one(failure: Failure, rt: Runtime, *, throttle: bool) -> Result:
-    """The design's decision list for one task, then RunTask (direct mode and run_job)."""
+def redrive_one(
+    failure: Failure, rt: Runtime, *, throttle: bool, carried_fix: FixEvidence | None = None
+) -> Result:
+    """The design's decision list for one task, then RunTask (direct mode and run_job).
+
+    `carried_fix` is the evidence a redrive job brought along (run_job): used instead of asking
+    the configured fix check again.
+    """
     now = rt.clock()
     early = screen(failure, rt.policy, now)
     if early is not None:
@@ -109,11 +115,18 @@ def redrive_one(failure: Failure, rt: Runtime, *, throttle: bool) -> Result:
     # One decision per task at a time in this instance: duplicate deliveries served by
     # concurrent request threads would otherwise all read "failed" and all call RunTask. The
     # second one reads the task after the first one's RunTask and sees it dispatched.
-    with _TASK_LOCKS.hold(str(failure.task)):
-        return _redrive_locked(failure, rt, throttle=throttle, now=now)
+    with TASK_LOCKS.hold(str(failure.task)):
+        return _redrive_locked(failure, rt, throttle=throttle, now=now, carried_fix=carried_fix)
 
 
-def _redrive_locked(failure: Failure, rt: Runtime, *, throttle: bool, now: datetime) -> Result:
+def _redrive_locked(
+    failure: Failure,
+    rt: Runtime,
+    *,
+    throttle: bool,
+    now: datetime,
+    carried_fix: FixEvidence | None,
+) -> Result:
     state: TaskState | None = None
     evidence: FixEvidence | None = None
     try:
@@ -121,7 +134,7 @@ def _redrive_locked(failure: Failure, rt: Runtime, *, throttle: bool, now: datet
         decision = decide(failure, state, None, rt.policy, now)
         if decision.action is Action.CHECK_FIX:
             assert state is not None
-            evidence = rt.fix_check.evidence(failure.task, state)
+            evidence = carried_fix or rt.fix_check.evidence(failure.task, state)
             decision = decide(failure, state, evidence, rt.policy, now)
         if decision.action is Action.RUN and throttle:
             waited = time.monotonic()
@@ -169,32 +182,50 @@ def enqueue_one(failure: Failure, rt: Runtime) -> Result:
             assert state is not None
             evidence = rt.fix_check.evidence(failure.task, state)
             decision = decide(failure, state, evidence, rt.policy, now, check_in_flight=False)
-        if decision.action is not Action.RUN and decision.outcome is not Outcome.DRY_RUN:
-            return Result.of(decision, state=state, fix=evidence)
-        assert state is not None
-        job = Job.for_failure(failure, state.dispatch_count)
-        spec = job_task(job, settings.redrive_queue, settings.job_url, settings.job_service_account)
-        if decision.outcome is Outcome.DRY_RUN:
-            return Result(
-                Outcome.DRY_RUN,
-                "every guard passed; REDRIVE_DRY_RUN is on, no job enqueued",
-                state=state,
-                fix=evidence,
-                job=spec.name,
-            )
-        if rt.tasks.create(settings.redrive_queue, spec):
-            return Result(
-                Outcome.QUEUED, "redrive job enqueued", state=state, fix=evidence, job=spec.name
-            )
+        return enqueue_decided(failure, state, decision, evidence, rt)
+    except errors.RedriveError as err:
+        return Result.of(for_error(err), state=state, fix=evidence)
+
+
+def enqueue_decided(
+    failure: Failure,
+    state: TaskState | None,
+    decision: Decision,
+    evidence: FixEvidence | None,
+    rt: Runtime,
+) -> Result:
+    """Queued mode, once the guards have spoken: the final outcome, DRY_RUN, or one job.
+
+    The job's name comes from the failure (task + failed dispatch count), so a second producer of
+    the same failure (a redelivery, a duplicate alert, a deploy sweep) meets ALREADY_EXISTS. The
+    job carries the fix evidence found here, for run_job. CreateTask errors propagate.
+    """
+    settings = rt.settings
+    assert settings.redrive_queue is not None and settings.job_url is not None
+    if decision.action is not Action.RUN and decision.outcome is not Outcome.DRY_RUN:
+        return Result.of(decision, state=state, fix=evidence)
+    assert state is not None
+    job = Job.for_failure(failure, state.dispatch_count, evidence)
+    spec = job_task(job, settings.redrive_queue, settings.job_url, settings.job_service_account)
+    if decision.outcome is Outcome.DRY_RUN:
         return Result(
-            Outcome.SKIPPED_DUPLICATE,
-            "a redrive job for this failure exists or existed within the de-duplication window",
+            Outcome.DRY_RUN,
+            "every guard passed; REDRIVE_DRY_RUN is on, no job enqueued",
             state=state,
             fix=evidence,
             job=spec.name,
         )
-    except errors.RedriveError as err:
-        return Result.of(for_error(err), state=state, fix=evidence)
+    if rt.tasks.create(settings.redrive_queue, spec):
+        return Result(
+            Outcome.QUEUED, "redrive job enqueued", state=state, fix=evidence, job=spec.name
+        )
+    return Result(
+        Outcome.SKIPPED_DUPLICATE,
+        "a redrive job for this failure exists or existed within the de-duplication window",
+        state=state,
+        fix=evidence,
+        job=spec.name,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,7 +433,7 @@ def handle_job(
         # 200 on purpose: Cloud Tasks retries any other status, and a malformed job stays so.
         return answer(Result(Outcome.INVALID_SIGNAL, f"invalid redrive job: {err}"), None, ref)
     failure = job.failure()
-    result = redrive_one(failure, rt, throttle=False)
+    result = redrive_one(failure, rt, throttle=False, carried_fix=job.fix)
     result.job = _header(headers, "X-CloudTasks-TaskName")
     return answer(result, failure, job.signal)
 

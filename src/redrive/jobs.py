@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redrive.config import parse_time
-from redrive.decide import Failure, SignalRef
+from redrive.decide import Failure, FixEvidence, SignalRef
 from redrive.errors import InvalidJobError
 from redrive.names import InvalidName, QueueName, TaskName
 
@@ -26,7 +26,9 @@ MAX_JOB_BYTES = 16 * 1024
 _TASK_ID_MAX = 500
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _FIELDS = {"v", "task", "seen_at", "dispatch_count", "signal"}
+_OPTIONAL_FIELDS = {"fix"}
 _SIGNAL_FIELDS = {"kind", "source", "message_id", "publish_time"}
+_FIX_FIELDS = {"strategy", "live_since", "service", "revision"}
 
 
 def job_id(task: TaskName, dispatch_count: int, salt: str = "") -> str:
@@ -56,16 +58,23 @@ class Job:
     seen_at: datetime
     dispatch_count: int
     signal: SignalRef
+    fix: FixEvidence | None = None
+    """The evidence that a fix is live, as found when the job was enqueued. run_job decides with
+    it instead of asking again: a deploy sweep's evidence is the deploy notification itself, which
+    run_job could not find on its own (a job is only created when this evidence covered the
+    failure, and a deployed fix stays deployed)."""
 
     @classmethod
-    def for_failure(cls, failure: Failure, dispatch_count: int) -> Job:
-        return cls(failure.task, failure.seen_at, dispatch_count, failure.signal)
+    def for_failure(
+        cls, failure: Failure, dispatch_count: int, fix: FixEvidence | None = None
+    ) -> Job:
+        return cls(failure.task, failure.seen_at, dispatch_count, failure.signal, fix)
 
     def failure(self) -> Failure:
         return Failure(self.task, self.seen_at, self.signal, self.dispatch_count)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "v": JOB_VERSION,
             "task": str(self.task),
             "seen_at": _iso(self.seen_at),
@@ -77,6 +86,14 @@ class Job:
                 "publish_time": _iso(self.signal.publish_time),
             },
         }
+        if self.fix is not None:
+            data["fix"] = {
+                "strategy": self.fix.strategy,
+                "live_since": _iso(self.fix.live_since),
+                "service": self.fix.service,
+                "revision": self.fix.revision,
+            }
+        return data
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
@@ -92,9 +109,12 @@ class Job:
             raise InvalidJobError(f"job body is not JSON: {str(err)[:120]}") from None
         if not isinstance(data, dict):
             raise InvalidJobError("job body must be a JSON object")
-        if set(data) != _FIELDS:
+        if not _FIELDS <= set(data) <= _FIELDS | _OPTIONAL_FIELDS:
             got = sorted(map(str, data))[:10]
-            raise InvalidJobError(f"job fields must be {sorted(_FIELDS)}, got {got}")
+            raise InvalidJobError(
+                f"job fields must be {sorted(_FIELDS)} (and optionally "
+                f"{sorted(_OPTIONAL_FIELDS)}), got {got}"
+            )
         if data["v"] != JOB_VERSION:
             raise InvalidJobError(f"unsupported job version {data['v']!r}")
         try:
@@ -121,7 +141,8 @@ class Job:
             message_id=message_id,
             publish_time=_time(signal["publish_time"], "signal.publish_time", required=False),
         )
-        return cls(task, seen_at, count, ref)
+        fix = _fix(data["fix"]) if "fix" in data else None
+        return cls(task, seen_at, count, ref, fix)
 
 
 @dataclass(frozen=True)
@@ -147,6 +168,22 @@ class JobTask:
                 "audience": self.url,
             }
         return {"name": self.name, "http_request": http}
+
+
+def _fix(value: object) -> FixEvidence:
+    if not isinstance(value, dict) or set(value) != _FIX_FIELDS:
+        raise InvalidJobError(f"fix must be an object with {sorted(_FIX_FIELDS)}")
+    strategy = value["strategy"]
+    if not isinstance(strategy, str) or not 0 < len(strategy) <= 64:
+        raise InvalidJobError("fix.strategy must be a short string")
+    for key in ("service", "revision"):
+        item = value[key]
+        if item is not None and (not isinstance(item, str) or len(item) > 1024):
+            raise InvalidJobError(f"fix.{key} must be a string of at most 1024 characters or null")
+    live_since = _time(value["live_since"], "fix.live_since", required=strategy != "none")
+    return FixEvidence(
+        strategy, live_since, value["service"], value["revision"], note="carried by the job"
+    )
 
 
 def job_task(job: Job, redrive_queue: QueueName, url: str, service_account: str | None) -> JobTask:

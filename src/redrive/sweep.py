@@ -45,8 +45,8 @@ from redrive.decide import (
     decide,
     for_error,
 )
-from redrive.handlers import _TASK_LOCKS, Result
-from redrive.jobs import Job, job_name, job_task
+from redrive.handlers import TASK_LOCKS, Result, enqueue_decided
+from redrive.jobs import job_name
 from redrive.names import QueueName, TaskName
 from redrive.outcome_log import COMPONENT, build_record, signal_fields
 from redrive.outcomes import Outcome
@@ -536,31 +536,7 @@ class Sweeper:
         try:
             # In flight is checked by select() now and by run_job later.
             decision, evidence = self._decide(failure, state, check_in_flight=False)
-            if decision.action is not Action.RUN and decision.outcome is not Outcome.DRY_RUN:
-                return Result.of(decision, state=state, fix=evidence)
-            job = Job.for_failure(failure, state.dispatch_count)
-            spec = job_task(
-                job, settings.redrive_queue, settings.job_url, settings.job_service_account
-            )
-            if decision.outcome is Outcome.DRY_RUN:
-                return Result(
-                    Outcome.DRY_RUN,
-                    "every guard passed; REDRIVE_DRY_RUN is on, no job enqueued",
-                    state=state,
-                    fix=evidence,
-                    job=spec.name,
-                )
-            if self.rt.tasks.create(settings.redrive_queue, spec):
-                return Result(
-                    Outcome.QUEUED, "redrive job enqueued", state=state, fix=evidence, job=spec.name
-                )
-            return Result(
-                Outcome.SKIPPED_DUPLICATE,
-                "a redrive job for this failure exists or existed within the de-duplication window",
-                state=state,
-                fix=evidence,
-                job=spec.name,
-            )
+            return enqueue_decided(failure, state, decision, evidence, self.rt)
         except errors.RedriveError as err:
             return Result.of(for_error(err), state=state, fix=evidence)
 
@@ -587,7 +563,7 @@ class Sweeper:
             # Read the task again right before RunTask, under the same per-task lock as
             # handle_signal's direct mode: the listing may be old by now (throttle, slow pages)
             # and a concurrent signal for the same task may have run it meanwhile.
-            with _TASK_LOCKS.hold(str(failure.task)):
+            with TASK_LOCKS.hold(str(failure.task)):
                 fresh = self.rt.tasks.get(failure.task)
                 if fresh is None:
                     return Result.of(

@@ -172,3 +172,25 @@ def test_run_job_answers(stack, queues, servers):
     assert down.status_code == 503 and down.json()["outcome"] == "FAILED"
     invalid_lines = [x for x in job_fn.outcomes(outcome="INVALID_SIGNAL")]
     assert len(invalid_lines) == 3 and all(x["severity"] == "WARNING" for x in invalid_lines)
+
+
+def test_deploy_sweep_jobs_carry_the_deploy_as_fix_evidence(stack, queues, servers):
+    """A deploy naming only a queue: run_job's own revision check would find no revision newer
+    than the failure, so the job carries the deploy notification as its evidence."""
+    signal_fn, job_fn = servers
+    task = stack.failed_task(queues["orders"], "order-deploy-1", "/orders/d1")
+    stack.target.statuses["/orders/d1"] = 200
+    deploy = json.dumps({"deployed": {"queues": [queues["orders"]], "at": now_rfc3339()}})
+    post_signal(signal_fn, deploy.encode(), "q-deploy", now_rfc3339(), mode="binary")
+    (queued,) = signal_fn.outcomes(signal__message_id="q-deploy", task=task)
+    assert queued["outcome"] == "QUEUED" and queued["fix"]["strategy"] == "deploy-signal"
+    job = stack.client.get_task(request={"name": queued["job"], "response_view": "FULL"})
+    carried = Job.parse(job.http_request.body).fix
+    assert carried is not None and carried.strategy == "deploy-signal"
+
+    resume(stack, queues["redrive"])
+    line = wait_for(lambda: job_fn.outcomes(task=task), "run_job's outcome")[0]
+    assert line["outcome"] == "DISPATCHED", line["reason"]
+    assert line["fix"]["strategy"] == "deploy-signal"
+    wait_for(lambda: stack.gone(task), "the re-driven task to complete")
+    assert runs_of(stack, task) == 1
