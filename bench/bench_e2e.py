@@ -6,7 +6,12 @@ it (RunTask) and logs the outcome; timed until the HTTP answer. Raw: the same tw
 then RunTask) made directly with the official client from this process. Both against one emulator
 in its own process, on distinct tasks that each failed once. Medians of `n` sequential runs.
 
-    python bench/bench_e2e.py [--n 100]
+Measured twice: at the emulator's own speed (RPCs of about a millisecond, so the fixed cost of the
+HTTP hop, functions-framework and logging dominates the ratio), and again with `rpc_latency_ms`
+of latency injected by the emulator into every GetTask and RunTask (a regional API round trip is
+tens of milliseconds), the same for both sides.
+
+    python bench/bench_e2e.py [--n 100] [--rpc-latency-ms 20]
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
 
-from emulator_bench import Target, start_emulator, stop_emulator  # noqa: E402
+from emulator_bench import Target, stop_emulator  # noqa: E402
+from sweep_bench import start_emulator  # noqa: E402
 
 from redrive.emulator import tasks_client  # noqa: E402
 from tests.integration.helpers import FunctionServer, now_rfc3339, pubsub_data  # noqa: E402
@@ -68,61 +74,88 @@ def cloud_event(payload: bytes, message_id: str) -> tuple[dict[str, str], bytes]
     return headers, json.dumps(pubsub_data(payload, {}, message_id, published)).encode()
 
 
-def run(n: int) -> dict[str, float]:
+def run(n: int, rpc_latency_ms: float = 20.0) -> dict[str, float]:
     target = Target()
     target.start()
-    proc, grpc_target = start_emulator(1.0)
+    proc, grpc_target, rest_url = start_emulator()
     server: FunctionServer | None = None
+    result: dict[str, float] = {"n": n, "rpc_latency_ms": rpc_latency_ms}
     try:
         client = tasks_client(grpc_target, "v2beta3")
-        e2e_tasks = failed_tasks(client, target, "e2e", n + 5)
-        raw_tasks = failed_tasks(client, target, "raw", n + 5)
         env = {
             "CLOUD_TASKS_EMULATOR_HOST": grpc_target,
-            "REDRIVE_ALLOWED_QUEUES": f"{LOCATION}/queues/e2e",
+            "REDRIVE_ALLOWED_QUEUES": f"{LOCATION}/queues/*",
             "REDRIVE_FIX_CHECK": "none",
             "REDRIVE_DIRECT_RATE_PER_S": "10000",
         }
         log = Path(tempfile.mkdtemp(prefix="bench-e2e-")) / "fn.log"
         server = FunctionServer("handle_signal", "cloudevent", env, log)
-        e2e: list[float] = []
         # One keep-alive client, as Eventarc's push is: a fresh httpx client per request costs
         # ~40 ms here (it builds an SSL context), which would swamp what is measured.
         http = httpx.Client(base_url=server.url, timeout=30)
-        for i, task in enumerate(e2e_tasks):
-            payload = json.dumps({"task": task, "dispatchCount": 1}).encode()
-            headers, body = cloud_event(payload, f"bench-{i}")
-            start = time.perf_counter()
-            response = http.post("/", headers=headers, content=body)
-            elapsed = time.perf_counter() - start
-            if response.status_code != 200:
-                raise RuntimeError(f"handle_signal answered {response.status_code}")
-            if i >= 5:  # the first few warm the instance up (imports, channel)
-                e2e.append(elapsed)
+        phases = {
+            label: (
+                failed_tasks(client, target, f"{label}e2e", n + 5),
+                failed_tasks(client, target, f"{label}raw", n + 5),
+            )
+            for label in ("", "slow-")
+        }  # all made before any latency is injected
+        for label, latency_ms in (("", 0.0), ("slow-", rpc_latency_ms)):
+            if latency_ms:
+                for method in ("GetTask", "RunTask"):
+                    fault = {"method": method, "delay_s": latency_ms / 1000, "times": -1}
+                    httpx.post(f"{rest_url}/_emulator/faults", json=fault, timeout=10)
+            e2e_tasks, raw_tasks = phases[label]
+            e2e = _time_e2e(http, e2e_tasks, label)
+            raw = _time_raw(client, raw_tasks)
+            key = label.replace("-", "_")
+            result[f"{key}e2e_ms"] = statistics.median(e2e) * 1000
+            result[f"{key}raw_ms"] = statistics.median(raw) * 1000
+            result[f"{key}ratio"] = result[f"{key}e2e_ms"] / result[f"{key}raw_ms"]
         http.close()
         dispatched = len(server.outcomes(outcome="DISPATCHED"))
-        if dispatched != len(e2e_tasks):
-            raise RuntimeError(f"only {dispatched} of {len(e2e_tasks)} signals dispatched")
-        raw: list[float] = []
-        for i, task in enumerate(raw_tasks):
-            start = time.perf_counter()
-            client.get_task(request={"name": task, "response_view": 1})
-            client.run_task(request={"name": task, "response_view": 1})
-            if i >= 5:
-                raw.append(time.perf_counter() - start)
+        if dispatched != 2 * (n + 5):
+            raise RuntimeError(f"only {dispatched} of {2 * (n + 5)} signals dispatched")
     finally:
         if server is not None:
             server.stop()
         stop_emulator(proc)
         target.stop()
-    e2e_ms, raw_ms = statistics.median(e2e) * 1000, statistics.median(raw) * 1000
-    return {"n": n, "e2e_ms": e2e_ms, "raw_ms": raw_ms, "ratio": e2e_ms / raw_ms}
+    return result
+
+
+def _time_e2e(http: httpx.Client, tasks: list[str], label: str) -> list[float]:
+    times: list[float] = []
+    for i, task in enumerate(tasks):
+        payload = json.dumps({"task": task, "dispatchCount": 1}).encode()
+        headers, body = cloud_event(payload, f"bench-{label}{i}")
+        start = time.perf_counter()
+        response = http.post("/", headers=headers, content=body)
+        elapsed = time.perf_counter() - start
+        if response.status_code != 200:
+            raise RuntimeError(f"handle_signal answered {response.status_code}")
+        if i >= 5:  # the first few warm the instance up (imports, channel)
+            times.append(elapsed)
+    return times
+
+
+def _time_raw(client: Any, tasks: list[str]) -> list[float]:
+    times: list[float] = []
+    for i, task in enumerate(tasks):
+        start = time.perf_counter()
+        client.get_task(request={"name": task, "response_view": 1})
+        client.run_task(request={"name": task, "response_view": 1})
+        if i >= 5:
+            times.append(time.perf_counter() - start)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100)
-    print(json.dumps(run(parser.parse_args().n)))
+    parser.add_argument("--rpc-latency-ms", type=float, default=20.0)
+    args = parser.parse_args()
+    print(json.dumps(run(args.n, args.rpc_latency_ms)))
 
 
 if __name__ == "__main__":
