@@ -49,19 +49,13 @@ _PLUS = {"v2": tasks_v2, "v2beta3": tasks_v2beta3}
 _UNSUPPORTED = ("BatchCreateTasks", "BatchDeleteTasks", "UpdateCmekConfig", "GetCmekConfig")
 
 
-def _to_pb(response: Any) -> Any:
-    """proto-plus → raw protobuf (Empty and IAM types are raw already)."""
-    pb = getattr(type(response), "pb", None)
-    return pb(response) if pb is not None else response
-
-
 def _handler(
-    service: CloudTasksService, api: str, method: str, req_pb: Any, plus_cls: Any
+    service: CloudTasksService, api: str, method: str
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
+    # The service takes and answers raw protobuf: no proto-plus wrapping on the hot path.
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
-        wrapped = plus_cls.wrap(request) if plus_cls is not None else request
         try:
-            return _to_pb(service.call(api, method, wrapped))
+            return service.call(api, method, request)
         except RpcError as err:
             context.abort(err.code, err.message)
         except Exception as err:  # a bug in the emulator: say so loudly, answer INTERNAL
@@ -91,11 +85,8 @@ def cloud_tasks_handlers(service: CloudTasksService) -> list[grpc.GenericRpcHand
     for api, module in _PLUS.items():
         methods: dict[str, grpc.RpcMethodHandler] = {}
         for method, (req_pb, resp_pb) in _types(module).items():
-            plus_cls = getattr(module, req_pb.DESCRIPTOR.name, None)
-            if req_pb.DESCRIPTOR.full_name.startswith("google.iam"):
-                plus_cls = None
             methods[method] = grpc.unary_unary_rpc_method_handler(
-                _handler(service, api, method, req_pb, plus_cls),
+                _handler(service, api, method),
                 request_deserializer=req_pb.FromString,
                 response_serializer=resp_pb.SerializeToString,
             )

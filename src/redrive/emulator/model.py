@@ -169,14 +169,22 @@ def task_from_api(api: str, task: Message) -> Any:
     return out
 
 
-def task_to_api(api: str, task: Any, view: int) -> Any:
-    """Internal task → response message of `api`, with `view` applied (BASIC drops bodies)."""
+_TASK_ONLY_B3 = frozenset({"pull_message"})
+
+
+def task_to_api(api: str, task: Any, view: int, out: Any = None) -> Any:
+    """Internal task → response message of `api`, with `view` applied (BASIC drops bodies).
+
+    `out`, when given, is an empty Task of `api` to fill (e.g. a new element of a list response).
+    """
     if api == "v2beta3":
-        out = B3Task()
+        if out is None:
+            out = B3Task()
         out.CopyFrom(task)
     else:
-        out = V2Task()
-        copy_fields(task, out, frozenset({"pull_message"}))
+        if out is None:
+            out = V2Task()
+        copy_fields(task, out, _TASK_ONLY_B3)
     if view != FULL:
         view = BASIC
         if out.HasField("http_request"):

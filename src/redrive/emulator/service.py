@@ -1,7 +1,9 @@
 """The Cloud Tasks service layer: one `call(api, method, request)` for both front ends.
 
-Requests and responses are the proto-plus messages of google-cloud-tasks (v2 or v2beta3); every
-non-OK answer is an `RpcError`. Validation and error texts follow the real API's documented rules.
+Requests are the messages of google-cloud-tasks (v2 or v2beta3), raw protobuf or proto-plus
+(unwrapped on entry, without a copy); responses are raw protobuf messages, which both front ends
+serialize without a proto-plus round trip. Every non-OK answer is an `RpcError`. Validation and
+error texts follow the real API's documented rules.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Protocol
 import grpc
 from google.cloud import tasks_v2, tasks_v2beta3
 from google.protobuf import empty_pb2, field_mask_pb2
+from google.protobuf.message import Message
 
 from redrive.emulator import model
 from redrive.emulator.control import Control, RunRecord
@@ -22,6 +25,8 @@ from redrive.emulator.model import AttemptSpec, QueueState, Store, TaskState
 from redrive.names import InvalidName, QueueName, TaskName
 
 APIS = {"v2": tasks_v2, "v2beta3": tasks_v2beta3}
+_LIST_QUEUES_RESPONSE: dict[str, Any] = {a: m.ListQueuesResponse.pb() for a, m in APIS.items()}
+_LIST_TASKS_RESPONSE: dict[str, Any] = {a: m.ListTasksResponse.pb() for a, m in APIS.items()}
 
 TASK_METHODS = ("ListTasks", "GetTask", "CreateTask", "DeleteTask", "RunTask")
 QUEUE_METHODS = (
@@ -74,8 +79,12 @@ def _invalid(message: str) -> RpcError:
     return RpcError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def _pb(message: Any) -> Any:
-    return type(message).pb(message)
+def _raw(message: Any) -> Any:
+    """The raw protobuf behind a proto-plus message (no copy); raw messages pass through."""
+    if isinstance(message, Message):
+        return message
+    to_pb = getattr(type(message), "pb", None)
+    return to_pb(message) if to_pb is not None else message
 
 
 class CloudTasksService:
@@ -107,6 +116,7 @@ class CloudTasksService:
         """Answer one RPC of `api` ("v2" | "v2beta3"); raise RpcError for non-OK answers."""
         if api not in APIS:
             raise RpcError(grpc.StatusCode.UNIMPLEMENTED, f"unknown Cloud Tasks API version {api}")
+        request = _raw(request)
         if method == "RunTask":
             return self._logged_run(api, request)
         self.control.before_call(method, api)
@@ -178,10 +188,10 @@ class CloudTasksService:
         out = model.queue_to_api(api, qs.pb)
         if api == "v2beta3" and stats:
             self.store.fill_stats(qs, out)
-        return APIS[api].Queue.wrap(out)
+        return out
 
     def _task_out(self, api: str, ts: TaskState, view: int) -> Any:
-        return APIS[api].Task.wrap(model.task_to_api(api, ts.pb, view))
+        return model.task_to_api(api, ts.pb, view)
 
     @staticmethod
     def _wants_stats(request: Any) -> bool:
@@ -247,11 +257,12 @@ class CloudTasksService:
                     more = True
                     break
                 picked.append(qs)
-            queues = [self._queue_out(api, qs, stats) for qs in picked]
-        token = ""
+            response = _LIST_QUEUES_RESPONSE[api]()
+            for qs in picked:
+                response.queues.append(self._queue_out(api, qs, stats))
         if more and picked:
-            token = model.encode_queue_token(picked[-1].name)
-        return APIS[api].ListQueuesResponse(queues=queues, next_page_token=token)
+            response.next_page_token = model.encode_queue_token(picked[-1].name)
+        return response
 
     def _get_queue(self, api: str, request: Any) -> Any:
         name = str(self._queue_name(request.name))
@@ -260,7 +271,7 @@ class CloudTasksService:
 
     def _create_queue(self, api: str, request: Any) -> Any:
         parent = self._parent(request.parent)
-        queue = model.queue_from_api(api, _pb(request.queue))
+        queue = model.queue_from_api(api, request.queue)
         qn = self._queue_name(queue.name)
         if qn.parent != parent:
             raise _invalid(f"queue name {queue.name!r} is not under parent {parent!r}")
@@ -280,7 +291,7 @@ class CloudTasksService:
         return out
 
     def _update_queue(self, api: str, request: Any) -> Any:
-        req_queue = _pb(request.queue)
+        req_queue = request.queue
         name = str(self._queue_name(req_queue.name))
         paths = list(request.update_mask.paths)
         queue_cls = type(req_queue)
@@ -379,22 +390,27 @@ class CloudTasksService:
                 raise _invalid("invalid page_token")
             after = key
         view = int(request.response_view)
+        response = _LIST_TASKS_RESPONSE[api]()
+        out_tasks = response.tasks
         with self.store.lock:
             qs = self._queue(name)
-            tasks: list[Any] = []
+            count = 0
             last_seq = 0
             more = False
             # insertion order == seq order, so the page starts right after the token's key
             for ts in qs.tasks.values():
                 if ts.seq <= after:
                     continue
-                if len(tasks) == page_size:
+                if count == page_size:
                     more = True
                     break
-                tasks.append(self._task_out(api, ts, view))
+                # converted straight into the response: one copy per task, not two
+                model.task_to_api(api, ts.pb, view, out_tasks.add())
+                count += 1
                 last_seq = ts.seq
-        token = model.encode_page_token("t", last_seq) if more else ""
-        return APIS[api].ListTasksResponse(tasks=tasks, next_page_token=token)
+        if more:
+            response.next_page_token = model.encode_page_token("t", last_seq)
+        return response
 
     def _get_task(self, api: str, request: Any) -> Any:
         with self.store.lock:
@@ -459,7 +475,7 @@ class CloudTasksService:
 
     def _create_task(self, api: str, request: Any) -> Any:
         parent = str(self._queue_name(request.parent))
-        task = model.task_from_api(api, _pb(request.task))
+        task = model.task_from_api(api, request.task)
         if task.name:
             tn = self._task_name(task.name)
             if str(tn.queue_name) != parent:
