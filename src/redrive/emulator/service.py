@@ -512,8 +512,13 @@ class CloudTasksService:
             ts = TaskState(pb=task, seq=self.store.next_seq(), schedule_s=schedule_s)
             qs.tasks[task.name] = ts
             qs.push(ts)
+            # The worker must look again only if the queue runs and the new task is now its
+            # earliest: otherwise its current sleep (until an earlier schedule time, a token or a
+            # wake-up by resume/finish) already covers this task. Saves a loop wake-up per call.
+            wake = qs.pb.state == model.RUNNING and qs.heap[0][1] == ts.seq
             out = self._task_out(api, ts, view)
-        self.dispatcher.notify(parent)
+        if wake:
+            self.dispatcher.notify(parent)
         return out
 
     def _run_task(self, api: str, request: Any) -> Any:
