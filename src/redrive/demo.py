@@ -21,20 +21,18 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from redrive.devserver import FunctionServer
 
 PROJECT = "demo"
 LOCATION = "local1"
@@ -88,75 +86,6 @@ class AppService:
         self.server.server_close()
 
 
-class FunctionProcess:
-    """handle_signal under functions-framework, in its own process group; JSON lines to a file."""
-
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.log_path = workdir / "handle_signal.log"
-        source = _entry_point(workdir)
-        src = str(Path(__file__).resolve().parents[1])
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("REDRIVE_", "CLOUD_"))}
-        base.update(env, PYTHONUNBUFFERED="1")
-        base["PYTHONPATH"] = os.pathsep.join(p for p in (src, base.get("PYTHONPATH")) if p)
-        self._log: IO[bytes] = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "functions_framework",
-                "--target",
-                "handle_signal",
-                "--signature-type",
-                "cloudevent",
-                "--source",
-                str(source),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            cwd=source.parent,
-            env=base,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        _wait(self._up, "functions-framework to listen")
-
-    def _up(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(
-                "functions-framework exited:\n" + self.log_path.read_text(errors="replace")[-2000:]
-            )
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            if raw.startswith("{"):
-                with suppress(ValueError):
-                    out.append(json.loads(raw))
-        return out
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self._log.close()
-
-
 def _entry_point(workdir: Path) -> Path:
     """The repository's main.py when running from a checkout; else a one-function stand-in."""
     repo_main = Path(__file__).resolve().parents[2] / "main.py"
@@ -188,7 +117,7 @@ def _iso(when: Any) -> str:
     return str(when.isoformat().replace("+00:00", "Z"))
 
 
-def post_signal(fn: FunctionProcess, payload: dict[str, Any], message_id: str, at: str) -> int:
+def post_signal(fn: FunctionServer, payload: dict[str, Any], message_id: str, at: str) -> int:
     """POST one Pub/Sub message the way Eventarc does: a binary-mode CloudEvent."""
     import httpx
     from cloudevents.conversion import to_binary
@@ -270,7 +199,7 @@ class Narrator:
 
 
 @contextmanager
-def _stack(workdir: Path) -> Iterator[tuple[Any, AppService, FunctionProcess, Any]]:
+def _stack(workdir: Path) -> Iterator[tuple[Any, AppService, FunctionServer, Any]]:
     from redrive.emulator import Emulator, tasks_client
 
     with ExitStack() as stack:
@@ -289,7 +218,16 @@ def _stack(workdir: Path) -> Iterator[tuple[Any, AppService, FunctionProcess, An
             "REDRIVE_DIRECT_RATE_PER_S": "20",
             "REDRIVE_RETRY_DEADLINE_S": "5",
         }
-        fn = FunctionProcess(env, workdir)
+        src = str(Path(__file__).resolve().parents[1])
+        fn = FunctionServer(
+            "handle_signal",
+            "cloudevent",
+            env,
+            workdir / "handle_signal.log",
+            source=_entry_point(workdir),
+            pythonpath=os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p),
+            start_timeout_s=WAIT_S,
+        )
         stack.callback(fn.stop)
         yield emu, app, fn, client
 
@@ -407,7 +345,7 @@ def _story(n: Narrator, workdir: Path) -> bool:
         return bool(ok)
 
 
-def _records(fn: FunctionProcess, message_id: str) -> list[dict[str, Any]]:
+def _records(fn: FunctionServer, message_id: str) -> list[dict[str, Any]]:
     return [
         x
         for x in fn.lines()

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from redrive import devserver
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0
@@ -90,7 +88,7 @@ class Target:
         self.server.server_close()
 
 
-class FunctionServer:
+class FunctionServer(devserver.FunctionServer):
     """`functions-framework` serving one entry point of main.py, as Cloud Functions does."""
 
     def __init__(
@@ -104,58 +102,16 @@ class FunctionServer:
         executable: str | None = None,
         port: int | None = None,
     ) -> None:
-        self.target = target
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        base = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("REDRIVE_", "CLOUD_")) and k != "PYTHONPATH"
-        }
-        base.update(env)
-        base["PYTHONUNBUFFERED"] = "1"
-        command = [
-            executable or str(Path(sys.executable).parent / "functions-framework"),
-            "--target",
+        super().__init__(
             target,
-            "--signature-type",
             signature_type,
-            "--source",
-            str(source_dir / "main.py"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
-        self.process = subprocess.Popen(
-            command,
-            cwd=source_dir,
-            env=base,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            env,
+            log_path,
+            source=source_dir / "main.py",
+            command=[executable] if executable else None,
+            port=port,
+            start_timeout_s=WAIT_S,
         )
-        wait_for(self._up, f"functions-framework {target} on port {self.port}")
-
-    def _up(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"functions-framework exited:\n{self.log_path.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def lines(self) -> list[dict[str, Any]]:
-        """Every JSON line the server printed so far."""
-        out = []
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            if raw.startswith("{"):
-                with suppress(ValueError):
-                    out.append(json.loads(raw))
-        return out
 
     def outcomes(self, **match: Any) -> list[dict[str, Any]]:
         """Outcome records whose fields (dotted paths allowed) equal `match`."""
@@ -173,16 +129,6 @@ class FunctionServer:
             if line.get("event") == "redrive.signal"
             and (line.get("signal") or {}).get("message_id") == message_id
         ]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self._log.close()
 
 
 def _get(line: dict[str, Any], dotted: str) -> Any:
