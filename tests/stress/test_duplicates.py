@@ -27,12 +27,11 @@ from tests.integration.helpers import (
     FunctionServer,
     Stack,
     dead_letter,
-    free_port,
     now_rfc3339,
     post_signal,
     wait_for,
 )
-from tests.stress.support import ok_runs, run_calls
+from tests.stress.support import direct_and_queued_servers, ok_runs, run_calls
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "signals"
 SERVICE = f"{PARENT}/services/dup"
@@ -66,25 +65,8 @@ def servers(
         "REDRIVE_MAX_SIGNAL_AGE": "1h",
         "THREADS": "16",  # functions-framework's gunicorn request threads
     }
-    job_port = free_port()
-    queued_env = {
-        **env,
-        "REDRIVE_QUEUE": queues["redrive"],
-        "REDRIVE_JOB_URL": f"http://127.0.0.1:{job_port}/",
-    }
-    started: dict[str, FunctionServer] = {}
-    try:
-        started["direct"] = FunctionServer("handle_signal", "cloudevent", env, logs / "direct.log")
-        started["queued"] = FunctionServer(
-            "handle_signal", "cloudevent", queued_env, logs / "queued.log"
-        )
-        started["run_job"] = FunctionServer(
-            "run_job", "http", queued_env, logs / "run_job.log", port=job_port
-        )
+    with direct_and_queued_servers(env, env, queues["redrive"], logs) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 def at_once(calls: list[Callable[[], Any]]) -> list[Any]:

@@ -53,12 +53,11 @@ from tests.integration.helpers import (
     FunctionServer,
     Stack,
     dead_letter,
-    free_port,
     function_server,
     now_rfc3339,
     post_signal,
 )
-from tests.stress.support import ok_runs
+from tests.stress.support import direct_and_queued_servers, ok_runs
 
 CODES = [
     grpc.StatusCode.UNAVAILABLE,
@@ -158,25 +157,8 @@ def servers(
 ) -> Iterator[dict[str, FunctionServer]]:
     logs = tmp_path_factory.mktemp("faults")
     env = base_env(stack, queues)
-    job_port = free_port()
-    queued_env = {
-        **env,
-        "REDRIVE_QUEUE": queues["redrive"],
-        "REDRIVE_JOB_URL": f"http://127.0.0.1:{job_port}/",
-    }
-    started: dict[str, FunctionServer] = {}
-    try:
-        started["direct"] = FunctionServer("handle_signal", "cloudevent", env, logs / "direct.log")
-        started["queued"] = FunctionServer(
-            "handle_signal", "cloudevent", queued_env, logs / "queued.log"
-        )
-        started["run_job"] = FunctionServer(
-            "run_job", "http", queued_env, logs / "run_job.log", port=job_port
-        )
+    with direct_and_queued_servers(env, env, queues["redrive"], logs) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 _ids = itertools.count()

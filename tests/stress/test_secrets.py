@@ -21,12 +21,11 @@ from tests.integration.helpers import (
     FunctionServer,
     Stack,
     dead_letter,
-    free_port,
     now_rfc3339,
     post_signal,
     wait_for,
 )
-from tests.stress.support import ok_runs
+from tests.stress.support import direct_and_queued_servers, ok_runs
 
 MARKER = "S3CR3T-MARKER-91c4e0"
 SERVICE_ID = "secrets"
@@ -59,29 +58,13 @@ def servers(
         "REDRIVE_ALLOWED_QUEUES": queues["sec"],
         "REDRIVE_SERVICE_MAP": json.dumps({SERVICE: [queues["sec"]]}),
     }
-    job_port = free_port()
     queued_env = {
         **base,
         "REDRIVE_ALLOWED_QUEUES": queues["secq"],
         "REDRIVE_SERVICE_MAP": json.dumps({SERVICE: [queues["secq"]]}),
-        "REDRIVE_QUEUE": queues["redrive"],
-        "REDRIVE_JOB_URL": f"http://127.0.0.1:{job_port}/",
     }
-    started: dict[str, FunctionServer] = {}
-    try:
-        started["direct"] = FunctionServer(
-            "handle_signal", "cloudevent", direct_env, logs / "direct.log"
-        )
-        started["queued"] = FunctionServer(
-            "handle_signal", "cloudevent", queued_env, logs / "queued.log"
-        )
-        started["run_job"] = FunctionServer(
-            "run_job", "http", queued_env, logs / "run_job.log", port=job_port
-        )
+    with direct_and_queued_servers(direct_env, queued_env, queues["redrive"], logs) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 def secret_task(stack: Stack, queue: str, task_id: str) -> str:
