@@ -129,17 +129,27 @@ def paused_queue(client: Any, queue_id: str) -> str:
     return name
 
 
-def create_rate(client: Any, queue: str, n: int, threads: int) -> float:
-    """CreateTask/s on this emulator with no sweep around it: the ceiling for enqueueing."""
+def create_rate(grpc_target: str, queue: str, n: int, concurrency: int) -> float:
+    """CreateTask/s on this emulator with no sweep around it (the sweep's own JobQueue, the same
+    concurrency): the ceiling for enqueueing."""
+    from redrive.config import Settings
+    from redrive.jobqueue import JobQueue
+    from redrive.jobs import JobTask
+    from redrive.names import QueueName
 
-    def create(i: int) -> None:
-        task = {"name": f"{queue}/tasks/c{i:07d}", "http_request": {"url": "http://127.0.0.1:9/"}}
-        client.create_task(request={"parent": queue, "task": task})
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(create, range(n)))
-    return n / (time.perf_counter() - start)
+    creator = JobQueue(
+        Settings.from_env({"CLOUD_TASKS_EMULATOR_HOST": grpc_target}), concurrency=concurrency
+    )
+    url = "http://127.0.0.1:9/"
+    jobs = [JobTask(f"{queue}/tasks/c{i:07d}", url, b"{}", None) for i in range(n)]
+    try:
+        start = time.perf_counter()
+        answers = creator.create_all(QueueName.parse(queue), jobs)
+        seconds = time.perf_counter() - start
+    finally:
+        creator.close()
+    assert answers == [True] * n
+    return n / seconds
 
 
 # --- the child: one sweep, measured -------------------------------------------------------------
@@ -175,7 +185,7 @@ def child(args: argparse.Namespace) -> None:
                 "signal",
             )
             start = time.perf_counter()
-            report = Sweeper(rt, workers=args.workers).run(plan)
+            report = Sweeper(rt, concurrency=args.concurrency).run(plan)
             seconds = time.perf_counter() - start
         return {
             "seconds": seconds,
@@ -210,7 +220,7 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def measure_size(n: int, workers: int) -> dict[str, Any]:
+def measure_size(n: int, concurrency: int) -> dict[str, Any]:
     target = Target()
     target.start()
     proc, grpc_target, _ = start_emulator()
@@ -221,7 +231,8 @@ def measure_size(n: int, workers: int) -> dict[str, Any]:
         setup_s = time.monotonic() - built
         at = emulated_now(client, queue)
         redrive = [paused_queue(client, f"redrive-{n}-{i}") for i in (1, 2)]
-        ceiling = create_rate(client, paused_queue(client, f"ceiling-{n}"), min(n, 5000), workers)
+        ceiling_queue = paused_queue(client, f"ceiling-{n}")
+        ceiling = create_rate(grpc_target, ceiling_queue, min(n, 5000), concurrency)
         done = subprocess.run(
             [
                 sys.executable,
@@ -233,8 +244,8 @@ def measure_size(n: int, workers: int) -> dict[str, Any]:
                 queue,
                 "--deployed-at",
                 at,
-                "--workers",
-                str(workers),
+                "--concurrency",
+                str(concurrency),
                 "--redrive-queues",
                 ",".join(redrive),
             ],
@@ -331,7 +342,7 @@ def gcloud_loop(gcloud: str, rest_url: str, queue: str, n: int) -> dict[str, Any
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000")
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--redrive", type=int, default=100)
     parser.add_argument("--no-gcloud", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -347,7 +358,7 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     peaks: dict[int, tuple[int, int]] = {}
     for n in (int(x) for x in args.sizes.split(",")):
-        r = measure_size(n, args.workers)
+        r = measure_size(n, args.concurrency)
         run = r["run"]
         assert run["complete"] and run["seen"] == n + 1 and run["counts"] == {"QUEUED": n}, run
         rows.append(
@@ -355,7 +366,7 @@ def main() -> None:
                 f"sweep planning, {n:,} failed tasks",
                 f"{n / run['seconds']:,.0f} tasks/s",
                 f"{run['seconds']:.1f} s: listed, selected, {n:,} jobs enqueued "
-                f"({args.workers} CreateTask threads); set-up {r['setup_s']:.0f} s",
+                f"({args.concurrency} CreateTask calls in flight); set-up {r['setup_s']:.0f} s",
             )
         )
         dry = r["dry"]
@@ -370,7 +381,7 @@ def main() -> None:
             (
                 "  emulator CreateTask ceiling",
                 f"{r['ceiling']:,.0f} tasks/s",
-                f"CreateTask alone, {args.workers} threads, {min(n, 5000):,} tasks, no sweep",
+                f"CreateTask alone, {args.concurrency} in flight, {min(n, 5000):,} tasks, no sweep",
             )
         )
         peaks[n] = (r["peak_bytes"], r["rss_kib"])

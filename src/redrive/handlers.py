@@ -40,7 +40,7 @@ from redrive.decide import (
     for_error,
     screen,
 )
-from redrive.jobs import Job, job_task
+from redrive.jobs import Job, JobTask, job_task
 from redrive.outcome_log import build_record, build_summary, message_outcome
 from redrive.outcomes import Outcome
 from redrive.runtime import Runtime, get_runtime
@@ -187,18 +187,27 @@ def enqueue_one(failure: Failure, rt: Runtime) -> Result:
         return Result.of(for_error(err), state=state, fix=evidence)
 
 
-def enqueue_decided(
+@dataclass(frozen=True)
+class PendingJob:
+    """A job every guard allowed, not created yet (see `job_or_result`, `job_created`)."""
+
+    spec: JobTask
+    state: TaskState
+    fix: FixEvidence | None
+
+
+def job_or_result(
     failure: Failure,
     state: TaskState | None,
     decision: Decision,
     evidence: FixEvidence | None,
     rt: Runtime,
-) -> Result:
-    """Queued mode, once the guards have spoken: the final outcome, DRY_RUN, or one job.
+) -> Result | PendingJob:
+    """Queued mode, once the guards have spoken: the final outcome, DRY_RUN, or the job to create.
 
     The job's name comes from the failure (task + failed dispatch count), so a second producer of
     the same failure (a redelivery, a duplicate alert, a deploy sweep) meets ALREADY_EXISTS. The
-    job carries the fix evidence found here, for run_job. CreateTask errors propagate.
+    job carries the fix evidence found here, for run_job.
     """
     settings = rt.settings
     assert settings.redrive_queue is not None and settings.job_url is not None
@@ -215,17 +224,41 @@ def enqueue_decided(
             fix=evidence,
             job=spec.name,
         )
-    if rt.tasks.create(settings.redrive_queue, spec):
+    return PendingJob(spec, state, evidence)
+
+
+def job_created(pending: PendingJob, created: bool) -> Result:
+    """The outcome of CreateTask for a pending job: created, or the name was taken."""
+    if created:
         return Result(
-            Outcome.QUEUED, "redrive job enqueued", state=state, fix=evidence, job=spec.name
+            Outcome.QUEUED,
+            "redrive job enqueued",
+            state=pending.state,
+            fix=pending.fix,
+            job=pending.spec.name,
         )
     return Result(
         Outcome.SKIPPED_DUPLICATE,
         "a redrive job for this failure exists or existed within the de-duplication window",
-        state=state,
-        fix=evidence,
-        job=spec.name,
+        state=pending.state,
+        fix=pending.fix,
+        job=pending.spec.name,
     )
+
+
+def enqueue_decided(
+    failure: Failure,
+    state: TaskState | None,
+    decision: Decision,
+    evidence: FixEvidence | None,
+    rt: Runtime,
+) -> Result:
+    """`job_or_result`, then CreateTask for the job (errors propagate)."""
+    planned = job_or_result(failure, state, decision, evidence, rt)
+    if isinstance(planned, Result):
+        return planned
+    assert rt.settings.redrive_queue is not None
+    return job_created(planned, rt.tasks.create(rt.settings.redrive_queue, planned.spec))
 
 
 # ---------------------------------------------------------------------------------------------

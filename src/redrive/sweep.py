@@ -26,7 +26,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -45,7 +44,8 @@ from redrive.decide import (
     decide,
     for_error,
 )
-from redrive.handlers import TASK_LOCKS, Result, enqueue_decided
+from redrive.handlers import TASK_LOCKS, PendingJob, Result, job_created, job_or_result
+from redrive.jobqueue import Answer, JobQueue
 from redrive.jobs import job_name
 from redrive.names import QueueName, TaskName
 from redrive.outcome_log import COMPONENT, build_record, signal_fields
@@ -270,7 +270,7 @@ class Sweeper:
         *,
         budget_s: float | None = None,
         entry_point: str = "handle_signal",
-        workers: int = 8,
+        concurrency: int = 32,
         page_size: int = PAGE_SIZE,
         on_result: Callable[[Failure, Result], None] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
@@ -281,7 +281,8 @@ class Sweeper:
         self.settings = rt.settings
         self.budget_s = rt.settings.sweep_budget_s if budget_s is None else budget_s
         self.entry_point = entry_point
-        self.workers = max(1, workers)
+        self.concurrency = max(1, concurrency)
+        """Queued mode: CreateTask calls in flight at once (one event loop, see jobqueue)."""
         self.page_size = page_size
         self.on_result = on_result
         self.on_progress = on_progress
@@ -306,19 +307,19 @@ class Sweeper:
             api_version=settings.tasks_api,
         )
         self._report = report
-        pool = ThreadPoolExecutor(self.workers) if settings.queued and self.workers > 1 else None
+        self._jobs: JobQueue | None = None
         try:
             for queue in plan.queues:
                 if not self._queue_allowed(queue):
                     continue
                 try:
-                    self._sweep_queue(queue, pool)
+                    self._sweep_queue(queue)
                 except BudgetSpent:
                     report.complete = False
                     break
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
+            if self._jobs is not None:
+                self._jobs.close()
             report.duration_ms = (self._monotonic() - started) * 1000
             self.rt.log.emit(report.record())
         return report
@@ -373,7 +374,7 @@ class Sweeper:
                 return
             token = next_token
 
-    def _sweep_queue(self, queue: QueueName, pool: ThreadPoolExecutor | None) -> None:
+    def _sweep_queue(self, queue: QueueName) -> None:
         report = self._report
         progress = self._progress
         progress.queue = str(queue)
@@ -395,7 +396,7 @@ class Sweeper:
                 progress.tasks_seen = report.tasks_seen
                 progress.selected = report.selected
                 self._notify()
-                self._handle_page(queue, number=number, token=token, chosen=chosen, pool=pool)
+                self._handle_page(queue, number=number, token=token, chosen=chosen)
         except errors.RedriveError as err:
             decision = for_error(err)
             assert decision.outcome is not None
@@ -413,7 +414,6 @@ class Sweeper:
         number: int,
         token: str,
         chosen: list[tuple[int, TaskState]],
-        pool: ThreadPoolExecutor | None,
     ) -> None:
         if not self.settings.queued:
             for index, state in chosen:
@@ -439,17 +439,35 @@ class Sweeper:
             self._report.already_swept += len(chosen)
             return
         states = [state for _, state in chosen]
-        head, last = states[:-1], states[-1]
-        failures = [self._failure(state) for state in head]
-        results: Iterator[Result] | list[Result]
-        if pool is not None:
-            results = pool.map(self._enqueue, failures, head)
-        else:
-            results = [self._enqueue(f, s) for f, s in zip(failures, head, strict=True)]
-        for failure, result in zip(failures, results, strict=True):
+        failures = [self._failure(state) for state in states]
+        head = self._enqueue_all(failures[:-1], states[:-1])
+        for failure, result in zip(failures[:-1], head, strict=True):
             self._done(failure, result)
-        failure = self._failure(last)
-        self._done(failure, self._enqueue(failure, last))
+        self._done(failures[-1], self._enqueue_all(failures[-1:], states[-1:])[0])
+
+    def _enqueue_all(self, failures: list[Failure], states: list[TaskState]) -> list[Result]:
+        """Queued mode: decide each task, then create the allowed jobs concurrently."""
+        planned = [self._plan_job(f, s) for f, s in zip(failures, states, strict=True)]
+        pending = [p for p in planned if isinstance(p, PendingJob)]
+        answers: Iterator[Answer] = iter(())
+        if pending:
+            assert self.settings.redrive_queue is not None
+            if self._jobs is None:
+                self._jobs = JobQueue(self.settings, concurrency=self.concurrency)
+            answers = iter(
+                self._jobs.create_all(self.settings.redrive_queue, [p.spec for p in pending])
+            )
+        results: list[Result] = []
+        for item in planned:
+            if isinstance(item, Result):
+                results.append(item)
+                continue
+            answer = next(answers)
+            if isinstance(answer, errors.RedriveError):
+                results.append(Result.of(for_error(answer), state=item.state, fix=item.fix))
+            else:
+                results.append(job_created(item, answer))
+        return results
 
     def _page_already_swept(self, last: TaskState) -> bool:
         settings = self.settings
@@ -528,15 +546,14 @@ class Sweeper:
             )
         return decision, evidence
 
-    def _enqueue(self, failure: Failure, state: TaskState) -> Result:
-        """Queued mode: one job per selected task, named as handle_signal names it."""
-        settings = self.settings
-        assert settings.redrive_queue is not None and settings.job_url is not None
+    def _plan_job(self, failure: Failure, state: TaskState) -> Result | PendingJob:
+        """Queued mode: the job one selected task gets (named as handle_signal names it), or the
+        outcome that stops it."""
         evidence: FixEvidence | None = None
         try:
             # In flight is checked by select() now and by run_job later.
             decision, evidence = self._decide(failure, state, check_in_flight=False)
-            return enqueue_decided(failure, state, decision, evidence, self.rt)
+            return job_or_result(failure, state, decision, evidence, self.rt)
         except errors.RedriveError as err:
             return Result.of(for_error(err), state=state, fix=evidence)
 

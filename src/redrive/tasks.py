@@ -41,7 +41,14 @@ class TasksClient(Protocol):
     def create_task(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
 
 
-def _transient_predicate(exc: Exception) -> bool:
+RETRY_INITIAL_S = 0.1
+RETRY_MAXIMUM_S = 5.0
+RETRY_MULTIPLIER = 2.0
+"""Backoff of every retried call: 0.1 s, doubling, at most 5 s between attempts."""
+
+
+def transient_predicate(exc: Exception) -> bool:
+    """The codes worth trying again: the service or the connection, not the request."""
     from google.api_core import exceptions as gexc
 
     return isinstance(
@@ -55,15 +62,15 @@ def _transient_predicate(exc: Exception) -> bool:
     )
 
 
-def make_retry(deadline_s: float, initial_s: float = 0.1, maximum_s: float = 5.0) -> Any:
+def make_retry(deadline_s: float, initial_s: float = RETRY_INITIAL_S) -> Any:
     """A google-api-core Retry for idempotent calls, bounded by `deadline_s` in total."""
     from google.api_core.retry import Retry
 
     return Retry(
-        predicate=_transient_predicate,
+        predicate=transient_predicate,
         initial=initial_s,
-        maximum=maximum_s,
-        multiplier=2.0,
+        maximum=RETRY_MAXIMUM_S,
+        multiplier=RETRY_MULTIPLIER,
         timeout=deadline_s,
     )
 
@@ -79,7 +86,7 @@ class CloudTasks:
         response_view: str = "BASIC",
         retry_deadline_s: float = 30.0,
         call_timeout_s: float = 20.0,
-        backoff_initial_s: float = 0.1,
+        backoff_initial_s: float = RETRY_INITIAL_S,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -260,7 +260,7 @@ def test_budget_cut_queued_sweep_resumes_and_enqueues_each_job_once(stack):
 
     reports = []
     for _ in range(10):
-        report = Sweeper(rt, budget_s=4.0, monotonic=creates, workers=1, page_size=2).run(plan)
+        report = Sweeper(rt, budget_s=4.0, monotonic=creates, concurrency=1, page_size=2).run(plan)
         reports.append(report)
         if report.complete:
             break

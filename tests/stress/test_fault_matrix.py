@@ -10,6 +10,7 @@ The calls, read from the adapters (tasks.py, cloudrun_client.py) and the handler
 | handle_signal, queued    | GetTask, run.GetService, run.GetRevision, CreateTask           |
 | run_job                  | GetTask, run.GetService, run.GetRevision, RunTask              |
 | deploy sweep, direct     | ListTasks (then GetTask and RunTask per selected task)         |
+| deploy sweep, queued     | ListTasks, CreateTask (the async client, jobqueue.py)          |
 
 (ListServices is exercised through direct mode only: the same adapter serves every entry point,
 and its host cache means each case needs a fresh instance, which is a server start.)
@@ -69,6 +70,7 @@ CODES = [
 ONCE, ALWAYS = 1, -1
 SERVICE = f"{PARENT}/services/fm"
 SWEEP_SERVICE_ID = "fm-sweep"
+SWEEP_Q_SERVICE_ID = "fm-sweep-q"
 URL_SERVICE = f"{PARENT}/services/fm-by-url"
 RETRY_DEADLINE_S = "0.5"
 """Small, so a persistent fault reaches FAILED quickly; large enough for three attempts."""
@@ -80,12 +82,15 @@ CALLS = {
     "run_job": ["GetTask", "run.GetService", "run.GetRevision", "RunTask"],
     # A deploy signal in direct mode: the sweep lists the queue (ListTasks), then re-drives.
     "sweep": ["ListTasks"],
+    # The same in queued mode: ListTasks, then one CreateTask per selected task.
+    "sweep_queued": ["ListTasks", "CreateTask"],
 }
 SUCCESS = {
     "direct": "DISPATCHED",
     "queued": "QUEUED",
     "run_job": "DISPATCHED",
     "sweep": "DISPATCHED",
+    "sweep_queued": "QUEUED",
 }
 
 
@@ -133,6 +138,7 @@ def queues(stack: Stack) -> dict[str, str]:
         "fm": stack.queue("fm"),
         "fmurl": stack.queue("fmurl"),
         "fmsweep": stack.queue("fmsweep"),
+        "fmsweepq": stack.queue("fmsweepq"),
         # Paused: queued-mode jobs stay put; run_job is driven by posting the job directly.
         "redrive": stack.queue("fm-redrive", paused=True),
     }
@@ -141,9 +147,15 @@ def queues(stack: Stack) -> dict[str, str]:
 def base_env(stack: Stack, queues: dict[str, str]) -> dict[str, str]:
     return {
         **stack.emu.env(),
-        "REDRIVE_ALLOWED_QUEUES": f"{queues['fm']},{queues['fmurl']},{queues['fmsweep']}",
+        "REDRIVE_ALLOWED_QUEUES": ",".join(
+            queues[q] for q in ("fm", "fmurl", "fmsweep", "fmsweepq")
+        ),
         "REDRIVE_SERVICE_MAP": json.dumps(
-            {SERVICE: [queues["fm"]], f"{PARENT}/services/{SWEEP_SERVICE_ID}": [queues["fmsweep"]]}
+            {
+                SERVICE: [queues["fm"]],
+                f"{PARENT}/services/{SWEEP_SERVICE_ID}": [queues["fmsweep"]],
+                f"{PARENT}/services/{SWEEP_Q_SERVICE_ID}": [queues["fmsweepq"]],
+            }
         ),
         "REDRIVE_RETRY_DEADLINE_S": RETRY_DEADLINE_S,
         "REDRIVE_DIRECT_RATE_PER_S": "100",
@@ -202,8 +214,9 @@ class Delivery:
             lines = self.server.outcomes(task=self.task)
         else:
             payload = dead_letter(self.task)
-            if self.entry == "sweep":
-                deployed = {"service": SWEEP_SERVICE_ID, "at": self.published}
+            if self.entry.startswith("sweep"):
+                service = SWEEP_SERVICE_ID if self.entry == "sweep" else SWEEP_Q_SERVICE_ID
+                deployed = {"service": service, "at": self.published}
                 payload = json.dumps({"deployed": deployed}).encode()
             status = post_signal(self.server, payload, self.message_id, self.published).status_code
             lines = self.server.outcomes(signal__message_id=self.message_id)
@@ -215,7 +228,9 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
     entry, call, code, times = case.entry, case.call, case.code, case.times
     n = next(_ids)
     by_url = call == "run.ListServices"
-    queue = queues["fmurl" if by_url else "fmsweep" if entry == "sweep" else "fm"]
+    queue = queues[
+        "fmurl" if by_url else {"sweep": "fmsweep", "sweep_queued": "fmsweepq"}.get(entry, "fm")
+    ]
     path = f"/fm/{entry}/{n}"
     task = stack.failed_task(queue, f"fm-{entry}-{n}", path)
     if by_url:
@@ -249,13 +264,16 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
     # the task is force-run exactly once over both deliveries, never lost, never twice.
     again_status, again = delivery.send()
     assert again_status == 200, again
-    if entry == "sweep" and want.outcome == SUCCESS[entry]:
-        assert again == [], again  # the task is done: the sweep selects nothing
-    elif entry == "sweep":
-        assert [x["outcome"] for x in again] == ["DISPATCHED"], again
+    sweep = entry.startswith("sweep")
+    if sweep and want.outcome == SUCCESS[entry]:
+        # Direct: the task is done, the sweep selects nothing. Queued: the task waits for its
+        # job, and the probe of the page's last job shows the page was swept: no line at all.
+        assert again == [], again
+    elif sweep:
+        assert [x["outcome"] for x in again] == [SUCCESS[entry]], again
     else:
         assert len(again) == 1, again
-    if entry == "sweep":
+    if sweep:
         pass
     elif want.outcome == SUCCESS[entry]:
         settled = (
@@ -266,11 +284,13 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
         assert again[0]["outcome"] in settled, again
     else:
         assert again[0]["outcome"] == SUCCESS[entry], again
-    if entry == "queued":
+    if entry in ("queued", "sweep_queued"):
         job = job_name(QueueName.parse(queues["redrive"]), TaskName.parse(task), 1)
         assert stack.get(job) is not None, "the redrive job exists"
         assert {x["job"] for x in server.outcomes(task=task)} - {None} == {job}
         assert ok_runs(stack, task) == 0  # the job waits in the (paused) redrive queue
+        if entry == "sweep_queued":
+            stack.client.delete_task(name=task)  # the next case's sweep lists only its own task
     else:
         assert ok_runs(stack, task) == 1
 
@@ -283,7 +303,8 @@ def test_fault(stack, queues, servers, tmp_path, case):
         with function_server("handle_signal", "cloudevent", env, tmp_path / "fn.log") as fresh:
             run_case(stack, queues, fresh, case)
         return
-    run_case(stack, queues, servers["direct" if case.entry == "sweep" else case.entry], case)
+    server = {"sweep": "direct", "sweep_queued": "queued"}.get(case.entry, case.entry)
+    run_case(stack, queues, servers[server], case)
 
 
 def test_matrix_covers_every_call_and_code():

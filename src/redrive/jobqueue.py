@@ -1,0 +1,113 @@
+"""Many redrive jobs at once: CreateTask through the official async client on one event loop.
+
+A queued-mode deploy sweep creates one job per selected task, a thousand to a page. With the
+blocking client every call in flight holds a thread, and the threads' hand-offs cost about as much
+CPU as the calls themselves; on one event loop `concurrency` calls overlap with no thread per call
+(measured on the emulator: about 0.26 ms of client CPU per CreateTask against 0.42 ms with six
+threads), and against the real API the 20-50 ms round trips overlap the same way.
+
+The rules are `CloudTasks.create`'s: the job's name is explicit, so a transient failure is retried
+(google-api-core's AsyncRetry, within the retry deadline) and ALREADY_EXISTS means the job is held
+already. Each job gets its own answer; one job's error never hides another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from redrive import errors
+from redrive.config import Settings
+from redrive.jobs import JobTask
+from redrive.names import QueueName
+from redrive.tasks import RETRY_INITIAL_S, RETRY_MAXIMUM_S, RETRY_MULTIPLIER, transient_predicate
+
+Answer = bool | errors.RedriveError
+"""True: created. False: the name is taken (ALREADY_EXISTS). An error: not created."""
+
+
+def async_tasks_client(settings: Settings) -> Any:
+    """A CloudTasksAsyncClient of the configured API version; call it inside the running loop
+    (an asyncio gRPC channel belongs to the loop it was made in)."""
+    if settings.tasks_api == "v2":
+        from google.cloud import tasks_v2 as tasks_mod
+    else:
+        from google.cloud import tasks_v2beta3 as tasks_mod  # type: ignore[no-redef]
+    if settings.tasks_emulator_host:
+        import grpc
+
+        transport_cls = tasks_mod.services.cloud_tasks.transports.CloudTasksGrpcAsyncIOTransport  # type: ignore[attr-defined]
+        channel = grpc.aio.insecure_channel(settings.tasks_emulator_host)
+        return tasks_mod.CloudTasksAsyncClient(transport=transport_cls(channel=channel))
+    return tasks_mod.CloudTasksAsyncClient()
+
+
+class JobQueue:
+    """Creates jobs in the redrive queue, `concurrency` at a time; owns its loop and client.
+
+    Not thread-safe: one sweep, one thread. `close()` ends the channel and the loop.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        concurrency: int = 32,
+        client_factory: Callable[[Settings], Any] = async_tasks_client,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.settings = settings
+        self.concurrency = concurrency
+        self._client_factory = client_factory
+        self._loop = asyncio.new_event_loop()
+        self._client: Any = None
+
+    def create_all(self, queue: QueueName, jobs: Sequence[JobTask]) -> list[Answer]:
+        """One answer per job, in order."""
+        if not jobs:
+            return []
+        return self._loop.run_until_complete(self._create_all(queue, jobs))
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            if self._client is not None:
+                self._loop.run_until_complete(self._client.transport.close())
+        finally:
+            self._client = None
+            self._loop.close()
+
+    async def _create_all(self, queue: QueueName, jobs: Sequence[JobTask]) -> list[Answer]:
+        if self._client is None:
+            self._client = self._client_factory(self.settings)
+        from google.api_core.retry import AsyncRetry
+
+        retry = AsyncRetry(
+            predicate=transient_predicate,
+            initial=RETRY_INITIAL_S,
+            maximum=RETRY_MAXIMUM_S,
+            multiplier=RETRY_MULTIPLIER,
+            timeout=self.settings.retry_deadline_s,
+        )
+        slots = asyncio.Semaphore(self.concurrency)
+        parent = str(queue)
+
+        async def create(job: JobTask) -> Answer:
+            request = {"parent": parent, "task": job.request_task(), "response_view": 1}
+            call: Callable[[], Awaitable[Any]] = retry(
+                lambda: self._client.create_task(request=request, retry=None, timeout=20.0)
+            )
+            async with slots:
+                try:
+                    await call()
+                except Exception as err:
+                    translated = errors.translate(err)
+                    if isinstance(translated, errors.AlreadyExistsError):
+                        return False
+                    return translated
+            return True
+
+        return list(await asyncio.gather(*(create(job) for job in jobs)))
