@@ -58,6 +58,8 @@ PAGE_SIZE = 1000
 """ListTasks' maximum page size: fewest round trips, one page (≈1 MB of BASIC tasks) in memory."""
 SWEEP_EVENT = "redrive.sweep"
 DEPLOY_STRATEGY = "deploy-signal"
+CONCURRENCY = 32
+"""Queued mode: CreateTask calls in flight at once while a page's jobs are created."""
 LIST_VIEW_BASIC = 1
 """Listing never needs bodies: BASIC view, whatever REDRIVE_RESPONSE_VIEW says."""
 
@@ -270,7 +272,7 @@ class Sweeper:
         *,
         budget_s: float | None = None,
         entry_point: str = "handle_signal",
-        concurrency: int = 32,
+        concurrency: int = CONCURRENCY,
         page_size: int = PAGE_SIZE,
         on_result: Callable[[Failure, Result], None] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
