@@ -26,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -348,13 +349,16 @@ class Sweeper:
         record["message"] = f"{result.outcome.value} {queue}: {result.reason}"[:1000]
         self.rt.log.emit(record)
 
-    def _pages(self, queue: QueueName) -> Iterator[tuple[int, str, list[Any]]]:
+    def _pages(
+        self, queue: QueueName, *, check_budget: bool = True
+    ) -> Iterator[tuple[int, str, list[Any]]]:
         """(page number, the token that fetched it, its tasks): one ListTasks call per page."""
         client: ListClient = self._list_client or self.rt.tasks.client  # type: ignore[assignment]
         token = ""
         number = 0
         while True:
-            self._check_budget(queue, number + 1, token, 0)
+            if check_budget:
+                self._check_budget(queue, number + 1, token, 0)
             request = {
                 "parent": str(queue),
                 "page_size": self.page_size,
@@ -381,7 +385,8 @@ class Sweeper:
         progress = self._progress
         progress.queue = str(queue)
         try:
-            for number, token, tasks in self._pages(queue):
+            pages = self._prefetched(queue) if self.settings.queued else self._pages(queue)
+            for number, token, tasks in pages:
                 report.pages += 1
                 progress.pages += 1
                 chosen: list[tuple[int, TaskState]] = []
@@ -408,6 +413,24 @@ class Sweeper:
             else:
                 reason = f"listing tasks failed: {decision.reason}"
             self._queue_line(queue, Result(outcome, reason, decision.http_status))
+
+    def _prefetched(self, queue: QueueName) -> Iterator[tuple[int, str, list[Any]]]:
+        """Queued mode: `_pages`, listing the next page while this page's jobs are created (the
+        ListTasks round trip then costs no time). The budget is checked here, before each page is
+        handed out, so the listing thread never records a stop; a page listed after the budget
+        ran out is dropped unread."""
+        pages = self._pages(queue, check_budget=False)
+        lister = ThreadPoolExecutor(1, thread_name_prefix="redrive-list")
+        try:
+            self._check_budget(queue, 1, "", 0)
+            ahead = lister.submit(next, pages, None)
+            while (page := ahead.result()) is not None:
+                number, token, _ = page
+                self._check_budget(queue, number, token, 0)
+                ahead = lister.submit(next, pages, None)
+                yield page
+        finally:
+            lister.shutdown(wait=False, cancel_futures=True)
 
     def _handle_page(
         self,
