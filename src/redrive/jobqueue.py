@@ -94,15 +94,14 @@ class JobQueue:
         )
         slots = asyncio.Semaphore(self.concurrency)
         parent = str(queue)
+        module = _types(self.settings.tasks_api)
+        create_task: Callable[..., Awaitable[Any]] = retry(self._client.create_task)
 
         async def create(job: JobTask) -> Answer:
-            request = {"parent": parent, "task": job.request_task(), "response_view": 1}
-            call: Callable[[], Awaitable[Any]] = retry(
-                lambda: self._client.create_task(request=request, retry=None, timeout=20.0)
-            )
+            request = _request(module, parent, job)
             async with slots:
                 try:
-                    await call()
+                    await create_task(request=request, retry=None, timeout=20.0)
                 except Exception as err:
                     translated = errors.translate(err)
                     if isinstance(translated, errors.AlreadyExistsError):
@@ -111,3 +110,33 @@ class JobQueue:
             return True
 
         return list(await asyncio.gather(*(create(job) for job in jobs)))
+
+
+def _types(api: str) -> Any:
+    if api == "v2":
+        from google.cloud import tasks_v2
+
+        return tasks_v2
+    from google.cloud import tasks_v2beta3
+
+    return tasks_v2beta3
+
+
+def _request(module: Any, parent: str, job: JobTask) -> Any:
+    """The CreateTaskRequest of `job`, built on the raw protobuf types and wrapped once: the same
+    request as `JobTask.request_task()` gives, without proto-plus converting a dict field by field
+    (that conversion was the largest cost of a sweep's job after the call itself)."""
+    http = module.HttpRequest.pb()(
+        url=job.url,
+        http_method=module.HttpMethod.POST,
+        headers={"Content-Type": "application/json"},
+        body=job.body,
+    )
+    if job.service_account:
+        http.oidc_token.service_account_email = job.service_account
+        http.oidc_token.audience = job.url
+    task = module.Task.pb()(name=job.name, http_request=http)
+    request = module.CreateTaskRequest.pb()(
+        parent=parent, task=task, response_view=module.Task.View.BASIC
+    )
+    return module.CreateTaskRequest.wrap(request)
