@@ -88,7 +88,8 @@ def p2(quick: bool) -> list[Row]:
                 f"{len(run['all_seconds'])} sweeps: "
                 + ", ".join(f"{x:.1f}" for x in run["all_seconds"])
                 + " s); "
-                f"peak {r['peak_bytes'] / 2**20:.1f} MiB (tracemalloc); listing and selection "
+                f"peak {r['peak_bytes'] / 2**20:.1f} MiB (tracemalloc), "
+                f"{r['rss_kib'] / 1024:.0f} MiB resident (VmHWM); listing and selection "
                 f"alone {n / r['dry']['seconds']:,.0f}/s; CreateTask alone "
                 f"{r['ceiling']:,.0f}/s",
             )
