@@ -414,6 +414,21 @@ def test_post_fault_injects_through_control(stack: Stack) -> None:
     stack.control.before_call("GetTask")
 
 
+def test_post_fault_after_lets_calls_through_first(stack: Stack) -> None:
+    reply = stack.http.post(
+        "/_emulator/faults",
+        json={"method": "ListTasks", "code": "UNAVAILABLE", "times": 1, "after": 2},
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["after"] == 2
+    stack.control.before_call("ListTasks")
+    stack.control.before_call("ListTasks")
+    assert _raises(lambda: stack.control.before_call("ListTasks")).code == (
+        grpc.StatusCode.UNAVAILABLE
+    )
+    stack.control.before_call("ListTasks")  # the fault was used up
+
+
 def test_post_delay_is_accepted(stack: Stack) -> None:
     reply = stack.http.post("/_emulator/faults", json={"method": "GetTask", "delay_s": 0.01})
     assert reply.status_code == 200
@@ -434,6 +449,9 @@ def test_post_delay_is_accepted(stack: Stack) -> None:
         {"method": "GetTask", "code": "UNAVAILABLE", "message": 3},
         {"method": "GetTask", "delay_s": -1},
         {"method": "GetTask", "delay_s": "1"},
+        {"method": "GetTask", "code": "UNAVAILABLE", "after": -1},
+        {"method": "GetTask", "code": "UNAVAILABLE", "after": "1"},
+        {"method": "GetTask", "delay_s": 1, "after": 1},
     ],
 )
 def test_bad_fault_bodies_are_refused(stack: Stack, body: dict[str, Any]) -> None:

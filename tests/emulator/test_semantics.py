@@ -18,6 +18,8 @@ from google.cloud import tasks_v2, tasks_v2beta3
 from google.protobuf import duration_pb2
 
 from redrive.emulator import Emulator
+from redrive.emulator.control import Control
+from redrive.emulator.errors import RpcError
 from redrive.emulator.model import backoff_s
 
 from .conftest import LOCATION, client, wait_until
@@ -540,3 +542,20 @@ def test_queue_http_target_overrides(emulator: Emulator, target: TargetServer, a
     assert req.method == "PATCH"
     assert req.headers["x-queue"] == "q"
     assert _claims(req.headers["authorization"])["email"] == sa
+
+
+def test_fault_after_lets_calls_through_and_bad_arguments_are_refused() -> None:
+    control = Control()
+    control.fail("ListTasks", grpc.StatusCode.INTERNAL, times=2, after=1)
+    control.before_call("ListTasks")
+    for _ in range(2):
+        with pytest.raises(RpcError) as raised:
+            control.before_call("ListTasks", api="v2")
+        assert raised.value.code is grpc.StatusCode.INTERNAL
+    control.before_call("ListTasks")
+    for times, after in ((1, -1), (0, 0), (-2, 0)):
+        with pytest.raises(ValueError):
+            control.fail("ListTasks", grpc.StatusCode.INTERNAL, times=times, after=after)
+    with pytest.raises(ValueError):
+        control.fail("ListTasks", grpc.StatusCode.OK)
+    assert control.call_counts()["ListTasks"] == 4

@@ -480,3 +480,39 @@ def test_direct_sweep_rereads_a_task_that_moved_while_waiting(stack):
 
     Sweeper(rt, monotonic=clock, budget_s=1000.0, on_progress=progress).run(plan)
     assert out.outcomes() == {task: "NOT_FOUND"} and runs_of(stack, task) == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, "FAILED"),
+        (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED"),
+    ],
+)
+def test_queued_sweep_reports_a_listing_fault_after_the_first_page(stack, code, outcome):
+    # The next page is listed ahead, on another thread, while a page's jobs are created: its
+    # fault must still end the queue's sweep cleanly, after the page before it, reported once.
+    suffix = outcome.lower().replace("_", "-")
+    queue = stack.queue(f"midfault-{suffix}")
+    rq = stack.queue(f"redrive-mf-{suffix}", paused=True)
+    tasks = [stack.failed_task(queue, f"mf-{i}", "/midfault/fail") for i in range(5)]
+    rt, out = make_runtime(stack, [queue], REDRIVE_RETRY_DEADLINE_S="0.3", **queued_env(rq))
+    plan = plan_for(
+        Deploy(stack.emu.clock.now(), "plain", queues=(QueueName.parse(queue),)),
+        SignalRef("deploy", "plain", f"mf-{outcome}"),
+        rt.settings,
+    )
+    stack.emu.control.fail("ListTasks", code, times=-1, after=1)  # page 2 onwards
+    try:
+        report = Sweeper(rt, page_size=2).run(plan)
+    finally:
+        stack.emu.control.clear()
+    # A queue-level FAILED is counted (it makes the signal come again); PERMISSION_DENIED is in
+    # queue_outcomes and its own line.
+    assert report.pages == 1 and report.counts["FAILED"] == (outcome == "FAILED")
+    assert report.counts["QUEUED"] == 2 and report.queue_outcomes == {queue: outcome}
+    assert report.redeliver is (outcome == "FAILED")
+    assert {t for t, o in out.outcomes().items() if o == "QUEUED"} == set(tasks[:2])
+    assert len(jobs_in(stack, rq)) == 2
+    (line,) = [x for x in out.lines("redrive.outcome") if x["task"] is None]
+    assert line["outcome"] == outcome and line["queue"] == queue and code.name in line["reason"]

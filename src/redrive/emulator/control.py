@@ -36,6 +36,7 @@ class _Fault:
     code: grpc.StatusCode
     message: str
     remaining: int  # -1: until cleared
+    skip: int = 0  # calls let through before the first failure
 
 
 @dataclass
@@ -61,19 +62,23 @@ class Control:
         code: grpc.StatusCode,
         times: int = 1,
         message: str | None = None,
+        after: int = 0,
     ) -> None:
-        """Make the next `times` calls of `method` fail with `code` (times=-1: until `clear()`).
+        """Make the next `times` calls of `method` fail with `code` (times=-1: until `clear()`),
+        after letting `after` calls through (a fault in the middle of a paged listing).
 
         `method` is an RPC name ("RunTask"), optionally version-qualified ("v2beta3.RunTask"),
         or a Cloud Run name ("run.GetService"). Faults queue up in the order they were added.
         """
         if times == 0 or times < -1:
             raise ValueError("times must be a positive count or -1 (persistent)")
+        if after < 0:
+            raise ValueError("after must be >= 0")
         if code == grpc.StatusCode.OK:
             raise ValueError("a fault needs a non-OK code")
         text = message or f"injected fault: {code.name} for {method}"
         with self._lock:
-            self._faults.setdefault(method, []).append(_Fault(code, text, times))
+            self._faults.setdefault(method, []).append(_Fault(code, text, times, after))
 
     def delay(self, method: str, seconds: float, times: int = 1) -> None:
         """Add `seconds` of real latency to the next `times` calls of `method` (-1: forever)."""
@@ -125,6 +130,9 @@ class Control:
             queue = self._faults.get(name)
             if queue:
                 head = queue[0]
+                if head.skip > 0:
+                    head.skip -= 1
+                    return None
                 if head.remaining > 0:
                     head.remaining -= 1
                     if head.remaining == 0:

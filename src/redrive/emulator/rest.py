@@ -93,7 +93,12 @@ class TasksService(Protocol):
 
 class EmulatorControl(Protocol):
     def fail(
-        self, method: str, code: grpc.StatusCode, times: int = 1, message: str | None = None
+        self,
+        method: str,
+        code: grpc.StatusCode,
+        times: int = 1,
+        message: str | None = None,
+        after: int = 0,
     ) -> None: ...
 
     def delay(self, method: str, seconds: float, times: int = 1) -> None: ...
@@ -458,6 +463,9 @@ class RestServer:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 '"times" must be a positive integer, or -1 for every call',
             )
+        after = body.get("after", 0)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, '"after" must be an integer >= 0')
         if ("code" in body) == ("delay_s" in body):
             raise HttpError(
                 grpc.StatusCode.INVALID_ARGUMENT, 'give exactly one of "code" and "delay_s"'
@@ -469,8 +477,16 @@ class RestServer:
             message = body.get("message")
             if message is not None and not isinstance(message, str):
                 raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, '"message" must be a string')
-            self.control.fail(method, code, times=times, message=message)
-            return {"method": method, "code": code.name, "times": times, "message": message}
+            self.control.fail(method, code, times=times, message=message, after=after)
+            return {
+                "method": method,
+                "code": code.name,
+                "times": times,
+                "message": message,
+                "after": after,
+            }
+        if "after" in body:
+            raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, '"after" applies to faults only')
         delay_s = body["delay_s"]
         if not isinstance(delay_s, (int, float)) or isinstance(delay_s, bool) or delay_s < 0:
             raise HttpError(
