@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,15 +25,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from google.cloud import tasks_v2beta3  # noqa: E402
 
+from redrive.devserver import free_port  # noqa: E402
 from redrive.emulator import tasks_client  # noqa: E402
 
 LOCATION = "projects/bench/locations/local"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Target:

@@ -39,8 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from emulator_bench import Target, free_port, stop_emulator  # noqa: E402
+from emulator_bench import Target, stop_emulator  # noqa: E402
 
+from redrive.devserver import free_port  # noqa: E402
 from redrive.emulator import tasks_client  # noqa: E402
 
 PARENT = "projects/bench/locations/local"

@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from redrive.cli import main
-from tests.integration.helpers import ROOT, Stack, wait_for
+from redrive.devserver import wait_for
+from tests.integration.helpers import ROOT, Stack
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from google.cloud import tasks_v2, tasks_v2beta3
 
-from redrive.jobqueue import _request, _types
+from redrive.jobqueue import _request
 from redrive.jobs import JobTask
+from redrive.runtime import tasks_module
 
 QUEUE = "projects/acme/locations/europe-west1/queues/redrive"
 URL = "https://redrive-run-job-abc-ew.a.run.app"
@@ -18,7 +19,7 @@ URL = "https://redrive-run-job-abc-ew.a.run.app"
 @pytest.mark.parametrize("account", [None, "redrive-jobs@acme.iam.gserviceaccount.com"])
 def test_raw_request_equals_the_dict_request(api: str, account: str | None) -> None:
     module: Any = {"v2": tasks_v2, "v2beta3": tasks_v2beta3}[api]
-    assert _types(api) is module
+    assert tasks_module(api) is module
     job = JobTask(f"{QUEUE}/tasks/0123abcd-billing-inv_441-d3", URL, b'{"v":1}', account)
     built = _request(module, QUEUE, job)
     expected = module.CreateTaskRequest(parent=QUEUE, task=job.request_task(), response_view=1)

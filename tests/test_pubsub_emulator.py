@@ -20,14 +20,8 @@ import grpc
 import httpx
 import pytest
 
-from tests.integration.helpers import (
-    PARENT,
-    FunctionServer,
-    Stack,
-    dead_letter,
-    free_port,
-    wait_for,
-)
+from redrive.devserver import free_port, wait_for
+from tests.integration.helpers import PARENT, FunctionServer, Stack, dead_letter
 
 pytestmark = [pytest.mark.pubsub, pytest.mark.gcloud]
 PROJECT = "demo"

@@ -25,14 +25,14 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from redrive.devserver import FunctionServer
+from redrive.devserver import FunctionServer, wait_for
 
 PROJECT = "demo"
 LOCATION = "local1"
@@ -100,17 +100,6 @@ def _entry_point(workdir: Path) -> Path:
         "    handlers.handle_signal(cloud_event)\n"
     )
     return stand_in
-
-
-def _wait(predicate: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def _iso(when: Any) -> str:
@@ -293,7 +282,7 @@ def _story(n: Narrator, workdir: Path) -> bool:
             tasks = [client.get_task(request={"name": name}) for name in names]
             return all("response_status" in t.last_attempt for t in tasks)
 
-        _wait(failed_once, "the first attempts to fail")
+        wait_for(failed_once, "the first attempts to fail")
         n.say(f"{TASKS} tasks in {QUEUE}: first attempt answered 500; next retry in an hour")
 
         n.step(2, "A dead-letter alert names them: is a fix deployed?")
@@ -326,7 +315,7 @@ def _story(n: Narrator, workdir: Path) -> bool:
                     gone += 1
             return gone == TASKS
 
-        _wait(completed, "the re-driven tasks to complete")
+        wait_for(completed, "the re-driven tasks to complete")
         succeeded = sum(app.succeeded(f"/orders/{i}") for i in range(1, TASKS + 1))
         ok &= succeeded == TASKS
         runs = [r for r in emu.control.run_log() if r.task in names]

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from redrive import errors
+from redrive.config import Settings
 from redrive.decide import (
     Action,
     Decision,
@@ -265,6 +266,35 @@ def enqueue_decided(
 # Logging helpers
 
 
+def result_record(
+    result: Result,
+    *,
+    failure: Failure | None,
+    signal: SignalRef | None,
+    settings: Settings,
+    duration_ms: float,
+    entry_point: str,
+) -> dict[str, Any]:
+    """The outcome record of one Result, for handle_signal, run_job and the sweep alike."""
+    return build_record(
+        outcome=result.outcome,
+        reason=result.reason,
+        task=failure.task if failure else None,
+        signal=signal,
+        seen_at=failure.seen_at if failure else None,
+        failed_dispatch_count=failure.dispatch_count if failure else None,
+        state=result.state,
+        fix=result.fix,
+        run=result.run,
+        job=result.job,
+        dry_run=settings.dry_run,
+        duration_ms=duration_ms,
+        api_version=settings.tasks_api,
+        mode="queued" if settings.queued else "direct",
+        entry_point=entry_point,
+    )
+
+
 def _emit(
     rt: Runtime,
     result: Result,
@@ -275,21 +305,12 @@ def _emit(
     entry_point: str,
 ) -> None:
     rt.log.emit(
-        build_record(
-            outcome=result.outcome,
-            reason=result.reason,
-            task=failure.task if failure else None,
+        result_record(
+            result,
+            failure=failure,
             signal=signal,
-            seen_at=failure.seen_at if failure else None,
-            failed_dispatch_count=failure.dispatch_count if failure else None,
-            state=result.state,
-            fix=result.fix,
-            run=result.run,
-            job=result.job,
-            dry_run=rt.settings.dry_run,
+            settings=rt.settings,
             duration_ms=(time.monotonic() - started) * 1000,
-            api_version=rt.settings.tasks_api,
-            mode="queued" if rt.settings.queued else "direct",
             entry_point=entry_point,
         )
     )

@@ -21,6 +21,7 @@ from redrive import errors
 from redrive.config import Settings
 from redrive.jobs import JobTask
 from redrive.names import QueueName
+from redrive.runtime import tasks_module
 from redrive.tasks import RETRY_INITIAL_S, RETRY_MAXIMUM_S, RETRY_MULTIPLIER, transient_predicate
 
 Answer = bool | errors.RedriveError
@@ -30,14 +31,11 @@ Answer = bool | errors.RedriveError
 def async_tasks_client(settings: Settings) -> Any:
     """A CloudTasksAsyncClient of the configured API version; call it inside the running loop
     (an asyncio gRPC channel belongs to the loop it was made in)."""
-    if settings.tasks_api == "v2":
-        from google.cloud import tasks_v2 as tasks_mod
-    else:
-        from google.cloud import tasks_v2beta3 as tasks_mod  # type: ignore[no-redef]
+    tasks_mod = tasks_module(settings.tasks_api)
     if settings.tasks_emulator_host:
         import grpc
 
-        transport_cls = tasks_mod.services.cloud_tasks.transports.CloudTasksGrpcAsyncIOTransport  # type: ignore[attr-defined]
+        transport_cls = tasks_mod.services.cloud_tasks.transports.CloudTasksGrpcAsyncIOTransport
         channel = grpc.aio.insecure_channel(settings.tasks_emulator_host)
         return tasks_mod.CloudTasksAsyncClient(transport=transport_cls(channel=channel))
     return tasks_mod.CloudTasksAsyncClient()
@@ -94,7 +92,7 @@ class JobQueue:
         )
         slots = asyncio.Semaphore(self.concurrency)
         parent = str(queue)
-        module = _types(self.settings.tasks_api)
+        module = tasks_module(self.settings.tasks_api)
         create_task: Callable[..., Awaitable[Any]] = retry(self._client.create_task)
 
         async def create(job: JobTask) -> Answer:
@@ -110,16 +108,6 @@ class JobQueue:
             return True
 
         return list(await asyncio.gather(*(create(job) for job in jobs)))
-
-
-def _types(api: str) -> Any:
-    if api == "v2":
-        from google.cloud import tasks_v2
-
-        return tasks_v2
-    from google.cloud import tasks_v2beta3
-
-    return tasks_v2beta3
 
 
 def _request(module: Any, parent: str, job: JobTask) -> Any:

@@ -21,16 +21,24 @@ from redrive.ratelimit import TokenBucket
 from redrive.tasks import CloudTasks
 
 
+def tasks_module(api: str) -> Any:
+    """google.cloud.tasks_v2 or tasks_v2beta3 (imported on first use: it is heavy)."""
+    if api == "v2":
+        from google.cloud import tasks_v2
+
+        return tasks_v2
+    from google.cloud import tasks_v2beta3
+
+    return tasks_v2beta3
+
+
 def tasks_client(settings: Settings) -> Any:
     """A CloudTasksClient of the configured API version; emulator over an insecure channel."""
-    if settings.tasks_api == "v2":
-        from google.cloud import tasks_v2 as tasks_mod
-    else:
-        from google.cloud import tasks_v2beta3 as tasks_mod  # type: ignore[no-redef]
+    tasks_mod = tasks_module(settings.tasks_api)
     if settings.tasks_emulator_host:
         import grpc
 
-        transport_cls = tasks_mod.services.cloud_tasks.transports.CloudTasksGrpcTransport  # type: ignore[attr-defined]
+        transport_cls = tasks_mod.services.cloud_tasks.transports.CloudTasksGrpcTransport
         channel = grpc.insecure_channel(settings.tasks_emulator_host)
         return tasks_mod.CloudTasksClient(transport=transport_cls(channel=channel))
     return tasks_mod.CloudTasksClient()

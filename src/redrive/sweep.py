@@ -45,7 +45,14 @@ from redrive.decide import (
     decide,
     for_error,
 )
-from redrive.handlers import TASK_LOCKS, PendingJob, Result, job_created, job_or_result
+from redrive.handlers import (
+    TASK_LOCKS,
+    PendingJob,
+    Result,
+    job_created,
+    job_or_result,
+    result_record,
+)
 from redrive.jobqueue import Answer, JobQueue
 from redrive.jobs import job_name
 from redrive.names import QueueName, TaskName
@@ -635,22 +642,12 @@ class Sweeper:
             self.on_progress(self._progress)
 
     def _record(self, result: Result, failure: Failure | None) -> dict[str, Any]:
-        settings = self.settings
-        record = build_record(
-            outcome=result.outcome,
-            reason=result.reason,
-            task=failure.task if failure else None,
+        record = result_record(
+            result,
+            failure=failure,
             signal=self._plan.signal,
-            seen_at=failure.seen_at if failure else None,
-            failed_dispatch_count=failure.dispatch_count if failure else None,
-            state=result.state,
-            fix=result.fix,
-            run=result.run,
-            job=result.job,
-            dry_run=settings.dry_run,
+            settings=self.settings,
             duration_ms=0.0,
-            api_version=settings.tasks_api,
-            mode="queued" if settings.queued else "direct",
             entry_point=self.entry_point,
         )
         record["sweep"] = True

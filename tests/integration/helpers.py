@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,28 +13,12 @@ from typing import Any
 import httpx
 
 from redrive import devserver
+from redrive.devserver import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0
 """Upper bound for waiting on something asynchronous (a dispatch, a log line): a hang guard,
 not a timing assertion — the tests assert on what happened, never on how fast."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 class Target:

@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from redrive.devserver import wait_for
 from tests.integration.helpers import (
     PARENT,
     FunctionServer,
@@ -21,7 +22,6 @@ from tests.integration.helpers import (
     dead_letter,
     now_rfc3339,
     post_signal,
-    wait_for,
 )
 
 SECRET = "MARKER-SECRET-7f3a"

@@ -12,6 +12,7 @@ import grpc
 import httpx
 import pytest
 
+from redrive.devserver import free_port, wait_for
 from redrive.jobs import Job, job_name
 from redrive.names import QueueName, TaskName
 from tests.integration.helpers import (
@@ -19,10 +20,8 @@ from tests.integration.helpers import (
     FunctionServer,
     Stack,
     dead_letter,
-    free_port,
     now_rfc3339,
     post_signal,
-    wait_for,
 )
 
 SERVICE = f"{PARENT}/services/orders"

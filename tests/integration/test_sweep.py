@@ -20,13 +20,14 @@ import pytest
 from redrive import errors, handlers
 from redrive.config import Settings
 from redrive.decide import SignalRef
+from redrive.devserver import wait_for
 from redrive.jobs import job_name
 from redrive.names import QueueName, TaskName
 from redrive.outcome_log import OutcomeLog
 from redrive.runtime import Runtime
 from redrive.signals import Deploy, QueueAlert
 from redrive.sweep import Sweeper, plan_for
-from tests.integration.helpers import PARENT, Stack, wait_for
+from tests.integration.helpers import PARENT, Stack
 
 REDRIVE_JOB_URL = "http://127.0.0.1:9/run_job"  # never reached: the redrive queues stay paused
 

@@ -21,15 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from redrive.devserver import free_port, wait_for
 from tests.integration.helpers import (
     PARENT,
     FunctionServer,
     Stack,
     dead_letter,
-    free_port,
     now_rfc3339,
     post_signal,
-    wait_for,
 )
 
 SERVICE = f"{PARENT}/services/storm"

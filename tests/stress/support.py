@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.integration.helpers import FunctionServer, Stack, free_port
+from redrive.devserver import free_port
+from tests.integration.helpers import FunctionServer, Stack
 
 
 def ok_runs(stack: Stack, task: str) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from redrive.devserver import wait_for
 from redrive.jobs import job_name
 from redrive.names import QueueName, TaskName
 from tests.integration.helpers import (
@@ -29,7 +30,6 @@ from tests.integration.helpers import (
     dead_letter,
     now_rfc3339,
     post_signal,
-    wait_for,
 )
 from tests.stress.support import direct_and_queued_servers, ok_runs, run_calls
 

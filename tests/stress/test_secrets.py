@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from redrive.devserver import wait_for
 from tests.integration.helpers import (
     PARENT,
     FunctionServer,
@@ -23,7 +24,6 @@ from tests.integration.helpers import (
     dead_letter,
     now_rfc3339,
     post_signal,
-    wait_for,
 )
 from tests.stress.support import direct_and_queued_servers, ok_runs
 
