@@ -177,6 +177,9 @@ def test_deploy_sweep_jobs_carry_the_deploy_as_fix_evidence(stack, queues, serve
     """A deploy naming only a queue: run_job's own revision check would find no revision newer
     than the failure, so the job carries the deploy notification as its evidence."""
     signal_fn, job_fn = servers
+    # Hold the job so it can be read: an earlier test left the redrive queue running, and a job
+    # dispatched at once is completed and gone before it is read.
+    stack.client.pause_queue(request={"name": queues["redrive"]})
     task = stack.failed_task(queues["orders"], "order-deploy-1", "/orders/d1")
     stack.target.statuses["/orders/d1"] = 200
     deploy = json.dumps({"deployed": {"queues": [queues["orders"]], "at": now_rfc3339()}})
