@@ -22,7 +22,6 @@ refuses a second time, so nothing runs twice.
 from __future__ import annotations
 
 import heapq
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -299,7 +298,6 @@ class Sweeper:
         self._monotonic = monotonic
         self._list_client = list_client
         self._evidence_cache: dict[tuple[str, str | None], FixEvidence] = {}
-        self._cache_lock = threading.Lock()
 
     # -- public ----------------------------------------------------------------------------
 
@@ -556,14 +554,11 @@ class Sweeper:
         # Queue alert: the configured fix check, asked once per (queue, target host) per sweep:
         # the revision check's answer depends on nothing else.
         key = (str(state.name.queue_name), urlsplit(state.target_url or "").hostname)
-        with self._cache_lock:
-            cached = self._evidence_cache.get(key)
-        if cached is not None:
-            return cached
-        evidence = self.rt.fix_check.evidence(state.name, state)
-        with self._cache_lock:
-            self._evidence_cache[key] = evidence
-        return evidence
+        # Only the sweeping thread decides, so the cache needs no lock.
+        cached = self._evidence_cache.get(key)
+        if cached is None:
+            cached = self._evidence_cache[key] = self.rt.fix_check.evidence(state.name, state)
+        return cached
 
     def _decide(
         self, failure: Failure, state: TaskState, *, check_in_flight: bool
