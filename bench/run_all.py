@@ -70,7 +70,7 @@ def p1(quick: bool) -> list[Row]:
 def p2(quick: bool) -> list[Row]:
     import sweep_bench
 
-    from redrive.sweep import CONCURRENCY
+    from redrive.jobqueue import CONCURRENCY
 
     rows: list[Row] = []
     sizes = [1000, 2000] if quick else [10_000, 100_000]

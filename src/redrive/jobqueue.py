@@ -24,6 +24,8 @@ from redrive.names import QueueName
 from redrive.runtime import tasks_module
 from redrive.tasks import RETRY_INITIAL_S, RETRY_MAXIMUM_S, RETRY_MULTIPLIER, transient_predicate
 
+CONCURRENCY = 32
+"""CreateTask calls in flight at once, by default."""
 Answer = bool | errors.RedriveError
 """True: created. False: the name is taken (ALREADY_EXISTS). An error: not created."""
 
@@ -51,14 +53,12 @@ class JobQueue:
         self,
         settings: Settings,
         *,
-        concurrency: int = 32,
-        client_factory: Callable[[Settings], Any] = async_tasks_client,
+        concurrency: int = CONCURRENCY,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.settings = settings
         self.concurrency = concurrency
-        self._client_factory = client_factory
         self._loop = asyncio.new_event_loop()
         self._client: Any = None
 
@@ -80,7 +80,7 @@ class JobQueue:
 
     async def _create_all(self, queue: QueueName, jobs: Sequence[JobTask]) -> list[Answer]:
         if self._client is None:
-            self._client = self._client_factory(self.settings)
+            self._client = async_tasks_client(self.settings)
         from google.api_core.retry import AsyncRetry
 
         retry = AsyncRetry(

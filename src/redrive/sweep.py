@@ -52,7 +52,7 @@ from redrive.handlers import (
     job_or_result,
     result_record,
 )
-from redrive.jobqueue import Answer, JobQueue
+from redrive.jobqueue import CONCURRENCY, Answer, JobQueue
 from redrive.jobs import job_name
 from redrive.names import QueueName, TaskName
 from redrive.outcome_log import COMPONENT, build_record, signal_fields
@@ -65,8 +65,6 @@ PAGE_SIZE = 1000
 """ListTasks' maximum page size: fewest round trips, one page (≈1 MB of BASIC tasks) in memory."""
 SWEEP_EVENT = "redrive.sweep"
 DEPLOY_STRATEGY = "deploy-signal"
-CONCURRENCY = 32
-"""Queued mode: CreateTask calls in flight at once while a page's jobs are created."""
 LIST_VIEW_BASIC = 1
 """Listing never needs bodies: BASIC view, whatever REDRIVE_RESPONSE_VIEW says."""
 
