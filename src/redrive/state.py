@@ -1,8 +1,8 @@
 """A version-neutral snapshot of a Cloud Tasks task, as far as redrive's decisions need it.
 
 Built from a v2 or v2beta3 `Task` (proto-plus or its raw protobuf) by duck typing: both versions
-name these fields the same. The request body and headers are never copied here; the target URL is kept only to find the
-Cloud Run service behind it and is never logged.
+name these fields the same. The request body and headers are never copied here; the target URL is
+kept only to find the Cloud Run service behind it and is never logged.
 """
 
 from __future__ import annotations
