@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "src
 
 import functions_framework
 
-from redrive import handlers, runtime
+from redrive import entry, runtime
 
 # Settings are read (and start-up warnings logged) when the instance starts, not on the first
 # request: a bad REDRIVE_* value fails the start, loudly, instead of every message.
@@ -23,9 +23,9 @@ runtime.get_runtime()
 
 @functions_framework.cloud_event
 def handle_signal(cloud_event: Any) -> None:
-    handlers.handle_signal(cloud_event)
+    entry.handle_signal(cloud_event)
 
 
 @functions_framework.http
 def run_job(request: Any) -> tuple[str, int, dict[str, str]]:
-    return handlers.run_job(request)
+    return entry.run_job(request)

@@ -40,8 +40,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
 from emulator_bench import Target, stop_emulator  # noqa: E402
 from sweep_bench import start_emulator  # noqa: E402
 
-from redrive.devserver import FunctionServer as PlainServer  # noqa: E402
-from redrive.emulator import tasks_client  # noqa: E402
+from cloudtasks_emulator import tasks_client  # noqa: E402
+from redrive_tools.devserver import FunctionServer as PlainServer  # noqa: E402
 from tests.integration.helpers import FunctionServer, now_rfc3339, pubsub_data  # noqa: E402
 
 LOCATION = "projects/bench/locations/local"

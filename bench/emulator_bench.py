@@ -1,6 +1,6 @@
 """Emulator throughput on this machine: GetTask/s and RunTask/s over gRPC, HTTP dispatches/s.
 
-The emulator runs in its own process (`redrive.emulator.serve`); the clients and the HTTP target
+The emulator runs in its own process (`cloudtasks_emulator.serve`); the clients and the HTTP target
 (a minimal asyncio HTTP/1.1 responder with keep-alive) run in this one. Prints a table.
 
     PYTHONPATH=src python bench/emulator_bench.py [--seconds 5] [--threads 4] [--tasks 4000]
@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from google.cloud import tasks_v2beta3  # noqa: E402
 
-from redrive.devserver import free_port  # noqa: E402
-from redrive.emulator import tasks_client  # noqa: E402
+from cloudtasks_emulator import tasks_client  # noqa: E402
+from redrive_tools.devserver import free_port  # noqa: E402
 
 LOCATION = "projects/bench/locations/local"
 
@@ -81,7 +81,7 @@ class Target:
 def start_emulator(time_scale: float) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     code = (
-        "from redrive.emulator import serve; "
+        "from cloudtasks_emulator import serve; "
         f"serve(host='127.0.0.1', grpc_port={port}, rest_port={free_port()}, "
         f"time_scale={time_scale})"
     )

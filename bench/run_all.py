@@ -70,7 +70,7 @@ def p1(quick: bool) -> list[Row]:
 def p2(quick: bool) -> list[Row]:
     import sweep_bench
 
-    from redrive.jobqueue import CONCURRENCY
+    from redrive.adapters.jobqueue import CONCURRENCY
 
     rows: list[Row] = []
     sizes = [1000, 2000] if quick else [10_000, 100_000]
@@ -146,7 +146,7 @@ def p5(quick: bool) -> list[Row]:
     import emulator_bench
     from google.cloud import tasks_v2beta3
 
-    from redrive.emulator import tasks_client
+    from cloudtasks_emulator import tasks_client
 
     seconds = 1.0 if quick else 4.0
     target = emulator_bench.Target()

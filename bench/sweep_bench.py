@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from emulator_bench import Target, stop_emulator  # noqa: E402
 
-from redrive.devserver import free_port  # noqa: E402
-from redrive.emulator import tasks_client  # noqa: E402
+from cloudtasks_emulator import tasks_client  # noqa: E402
+from redrive_tools.devserver import free_port  # noqa: E402
 
 PARENT = "projects/bench/locations/local"
 TIME_SCALE = 20.0
@@ -54,7 +54,7 @@ def start_emulator() -> tuple[subprocess.Popen[bytes], str, str]:
     """The emulator in its own process group; returns (process, gRPC host:port, REST URL)."""
     grpc_port, rest_port = free_port(), free_port()
     code = (
-        "from redrive.emulator import serve; "
+        "from cloudtasks_emulator import serve; "
         f"serve(host='127.0.0.1', grpc_port={grpc_port}, rest_port={rest_port}, "
         f"time_scale={TIME_SCALE})"
     )
@@ -136,10 +136,10 @@ def paused_queue(client: Any, queue_id: str) -> str:
 def create_rate(grpc_target: str, queue: str, n: int, concurrency: int) -> float:
     """CreateTask/s on this emulator with no sweep around it (the sweep's own JobQueue, the same
     concurrency): the ceiling for enqueueing."""
-    from redrive.config import Settings
-    from redrive.jobqueue import JobQueue
-    from redrive.jobs import JobTask
-    from redrive.names import QueueName
+    from redrive.adapters.jobqueue import JobQueue
+    from redrive.core.config import Settings
+    from redrive.core.jobs import JobTask
+    from redrive.core.names import QueueName
 
     creator = JobQueue(
         Settings.from_env({"CLOUD_TASKS_EMULATOR_HOST": grpc_target}), concurrency=concurrency
@@ -162,12 +162,13 @@ def create_rate(grpc_target: str, queue: str, n: int, concurrency: int) -> float
 def child(args: argparse.Namespace) -> None:
     import tracemalloc
 
-    from redrive.config import Settings, parse_time
-    from redrive.decide import SignalRef
-    from redrive.names import QueueName
-    from redrive.outcome_log import OutcomeLog
+    from redrive.adapters.log import OutcomeLog
+    from redrive.core.config import Settings, parse_time
+    from redrive.core.decide import SignalRef
+    from redrive.core.names import QueueName
+    from redrive.core.selection import SweepPlan
     from redrive.runtime import Runtime
-    from redrive.sweep import Sweeper, SweepPlan
+    from redrive.sweep import Sweeper
 
     def sweep(redrive_queue: str, dry_run: bool = False) -> dict[str, Any]:
         settings = Settings.from_env(
@@ -295,7 +296,7 @@ def redrive_vs_gcloud(n: int, use_gcloud: bool) -> dict[str, Any]:
         command = [
             sys.executable,
             "-c",
-            "from redrive.cli import main; main(prog_name='redrive')",
+            "from redrive_tools.cli import main; main(prog_name='redrive')",
             "sweep",
             queues[0],
             "--deployed-at",

@@ -48,17 +48,22 @@ resource "google_service_account" "invoker" {
   description  = "Identity of the OIDC token the redrive queue sends to run_job; its only grant is run.invoker on run_job."
 }
 
-# Source archive: an allowlist of main.py, requirements.txt and src/ (without caches), so a local
-# virtual environment, Terraform state or secrets lying in the repository never ship.
+# Source archive: the allowlist in deploy-files.txt (the function runtime: main.py,
+# requirements.txt and src/redrive), the same file redrive_tools.archive reads, so a local
+# virtual environment, the operator tools, the emulator, Terraform state or secrets lying in the
+# repository never ship.
 locals {
   source_dir = coalesce(var.source_dir, "${path.module}/..")
-  source_files = toset(concat(
-    ["main.py", "requirements.txt"],
-    [
-      for f in fileset(local.source_dir, "src/**") : f
-      if !strcontains(f, "__pycache__/") && !strcontains(f, ".egg-info/") && !endswith(f, ".pyc")
-    ],
-  ))
+  source_patterns = [
+    for line in split("\n", file("${local.source_dir}/deploy-files.txt")) : trimspace(line)
+    if trimspace(line) != "" && !startswith(trimspace(line), "#")
+  ]
+  source_files = toset(flatten([
+    for pattern in local.source_patterns : [
+      for f in fileset(local.source_dir, pattern) : f
+      if !strcontains(f, "__pycache__/") && !endswith(f, ".pyc")
+    ]
+  ]))
 }
 
 data "archive_file" "source" {

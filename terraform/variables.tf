@@ -234,7 +234,7 @@ variable "job_function" {
 
 variable "source_dir" {
   type        = string
-  description = "The folder that holds redrive's main.py, requirements.txt and src/; only those three are archived (an allowlist, so virtual environments, caches and state files never ship). Null means the repository root, one level above this module."
+  description = "The folder that holds redrive's main.py, requirements.txt, src/ and deploy-files.txt; only the files deploy-files.txt lists are archived (the function runtime: an allowlist, so virtual environments, operator tools, the emulator, caches and state files never ship). Null means the repository root, one level above this module."
   default     = null
 }
 

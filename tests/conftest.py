@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from redrive.config import ENV_VARS  # noqa: E402
+from redrive.core.config import ENV_VARS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ import grpc
 import pytest
 from click.testing import CliRunner, Result
 
-from redrive.cli import main
-from redrive.devserver import wait_for
+from redrive_tools.cli import main
+from redrive_tools.devserver import wait_for
 from tests.integration.helpers import ROOT, Stack
 
 
@@ -204,7 +204,11 @@ def test_cli_as_a_subprocess(stack):
     stack.target.statuses["/subproc/fail"] = 200
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDRIVE_", "CLOUD_"))}
     env.update(stack.emu.env(), PYTHONPATH=str(ROOT / "src"), REDRIVE_ALLOWED_QUEUES=queue)
-    command = [sys.executable, "-c", "from redrive.cli import main; main(prog_name='redrive')"]
+    command = [
+        sys.executable,
+        "-c",
+        "from redrive_tools.cli import main; main(prog_name='redrive')",
+    ]
     done = subprocess.run(
         [*command, "sweep", queue, "--deployed-at", iso(stack.emu.clock.now()), "--json"],
         env=env,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from redrive.config import ENV_VARS, ConfigError, Settings
+from redrive.core.config import ENV_VARS, ConfigError, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 Q = "projects/acme/locations/europe-west1/queues/redrive"
@@ -82,7 +82,7 @@ def test_readme_lists_every_variable_with_its_default():
 
 
 def test_readme_lists_every_outcome():
-    from redrive.outcomes import Outcome
+    from redrive.core.outcomes import Outcome
 
     text = (ROOT / "README.md").read_text()
     for outcome in Outcome:

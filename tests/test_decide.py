@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from redrive import errors
-from redrive.config import QueueAllowlist
-from redrive.decide import (
+from redrive.core import errors
+from redrive.core.config import QueueAllowlist
+from redrive.core.decide import (
     Action,
     Failure,
     FixEvidence,
@@ -22,9 +22,9 @@ from redrive.decide import (
     for_error,
     screen,
 )
-from redrive.names import TaskName
-from redrive.outcomes import Outcome
-from redrive.state import TaskState
+from redrive.core.names import TaskName
+from redrive.core.outcomes import Outcome
+from redrive.core.state import TaskState
 
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 TASK = TaskName.parse("projects/acme/locations/europe-west1/queues/billing/tasks/inv-441")

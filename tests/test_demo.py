@@ -7,8 +7,8 @@ import json
 
 from click.testing import CliRunner
 
-from redrive.cli import main
-from redrive.demo import TASKS, run_demo
+from redrive_tools.cli import main
+from redrive_tools.demo import TASKS, run_demo
 
 
 def test_demo_tells_the_whole_story(capsys):

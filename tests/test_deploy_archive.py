@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import venv
 import zipfile
@@ -10,19 +12,49 @@ from pathlib import Path
 
 import pytest
 
-from redrive.deploy import build_archive
+from redrive_tools.archive import ROOT, allowlist, archive_files, build_archive, shipped
 from tests.integration.helpers import FunctionServer, Stack, dead_letter, now_rfc3339, post_signal
 
+RUNTIME_ONLY = ("src/redrive/",)
+NEVER_SHIPPED = ("src/redrive_tools/", "src/cloudtasks_emulator/", "tests/", "bench/", "terraform/")
 
-def test_archive_holds_exactly_the_deployable_source(tmp_path: Path):
+
+def test_archive_holds_exactly_the_function_runtime(tmp_path: Path):
     first = build_archive(tmp_path / "a.zip")
     second = build_archive(tmp_path / "b.zip")
     assert first.read_bytes() == second.read_bytes()  # reproducible
     names = zipfile.ZipFile(first).namelist()
     assert {"main.py", "requirements.txt"} <= set(names)
-    assert {n.split("/")[0] for n in names} == {"main.py", "requirements.txt", "src"}
-    assert "src/redrive/handlers.py" in names and "src/redrive/py.typed" in names
+    others = [n for n in names if n not in ("main.py", "requirements.txt")]
+    assert others and all(n.startswith(RUNTIME_ONLY) for n in others), others
+    assert not [n for n in names if n.startswith(NEVER_SHIPPED)]
+    assert "src/redrive/entry/on_signal.py" in names and "src/redrive/py.typed" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # Every runtime module ships; no tool or emulator module does.
+    runtime = {p.relative_to(ROOT).as_posix() for p in (ROOT / "src/redrive").rglob("*.py")}
+    assert runtime - {n for n in names if "__pycache__" not in n} == set()
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+def test_terraform_fileset_reads_the_allowlist_as_the_python_builder_does(tmp_path: Path):
+    """Terraform's own fileset() on each pattern of deploy-files.txt gives the files the Python
+    builder archives (terraform console evaluates it without any provider)."""
+    expected = {name for _, name in archive_files()}
+    found: set[str] = set()
+    for pattern in allowlist():
+        done = subprocess.run(
+            ["terraform", "console"],
+            input=f'jsonencode(fileset("{ROOT}", "{pattern}"))\n',
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+            env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull},
+        )
+        assert done.returncode == 0, done.stderr
+        found |= {f for f in json.loads(json.loads(done.stdout.strip())) if shipped(f)}
+    assert found == expected
 
 
 @pytest.mark.slow

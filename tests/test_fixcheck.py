@@ -10,12 +10,12 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 
-from redrive import errors
-from redrive.cloudrun_client import CloudRun
-from redrive.config import Settings
-from redrive.fixcheck import NoFixCheck, RevisionFixCheck, StaticFixCheck, make_fix_check
-from redrive.names import TaskName
-from redrive.state import TaskState
+from redrive.adapters.cloudrun import CloudRun
+from redrive.adapters.fixcheck import NoFixCheck, RevisionFixCheck, StaticFixCheck, make_fix_check
+from redrive.core import errors
+from redrive.core.config import Settings
+from redrive.core.names import TaskName
+from redrive.core.state import TaskState
 
 T_REV = datetime(2026, 11, 29, 8, 30, tzinfo=UTC)
 TASK = TaskName.parse("projects/acme/locations/europe-west1/queues/billing/tasks/inv-441")

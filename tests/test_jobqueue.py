@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from google.cloud import tasks_v2, tasks_v2beta3
 
-from redrive.jobqueue import _request
-from redrive.jobs import JobTask
-from redrive.runtime import tasks_module
+from redrive.adapters.clients import tasks_module
+from redrive.adapters.jobqueue import _request
+from redrive.core.jobs import JobTask
 
 QUEUE = "projects/acme/locations/europe-west1/queues/redrive"
 URL = "https://redrive-run-job-abc-ew.a.run.app"

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from redrive.decide import Failure, FixEvidence, SignalRef
-from redrive.errors import InvalidJobError
-from redrive.jobs import MAX_JOB_BYTES, Job, job_id, job_name, job_task
-from redrive.names import TASK_ID_RE, QueueName, TaskName
+from redrive.core.decide import Failure, FixEvidence, SignalRef
+from redrive.core.errors import InvalidJobError
+from redrive.core.jobs import MAX_JOB_BYTES, Job, job_id, job_name, job_task
+from redrive.core.names import TASK_ID_RE, QueueName, TaskName
 
 TASK = TaskName.parse("projects/acme/locations/europe-west1/queues/billing/tasks/inv-441")
 REDRIVE = QueueName.parse("projects/acme/locations/europe-west1/queues/redrive")

@@ -20,7 +20,7 @@ import grpc
 import httpx
 import pytest
 
-from redrive.devserver import free_port, wait_for
+from redrive_tools.devserver import free_port, wait_for
 from tests.integration.helpers import PARENT, FunctionServer, Stack, dead_letter
 
 pytestmark = [pytest.mark.pubsub, pytest.mark.gcloud]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from redrive.ratelimit import TokenBucket
+from redrive.adapters.ratelimit import TokenBucket
 
 
 class FakeTime:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from redrive.names import QueueName, TaskName
-from redrive.signals import (
+from redrive.core.names import QueueName, TaskName
+from redrive.core.signals import (
     Deploy,
     Ignored,
     Invalid,

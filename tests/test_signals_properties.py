@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from redrive.names import TASK_NAME_RE, QueueName, TaskName
-from redrive.signals import (
+from redrive.core.names import TASK_NAME_RE, QueueName, TaskName
+from redrive.core.signals import (
     Deploy,
     Ignored,
     Invalid,

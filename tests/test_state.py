@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from google.cloud import tasks_v2, tasks_v2beta3
 
-from redrive.names import TaskName
-from redrive.state import TaskState
+from redrive.core.names import TaskName
+from redrive.core.state import TaskState
 
 NAME = "projects/acme/locations/europe-west1/queues/billing/tasks/inv-441"
 

@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from redrive.config import Settings
-from redrive.decide import SignalRef
-from redrive.names import QueueName, TaskName
-from redrive.signals import Deploy, QueueAlert
-from redrive.state import TaskState
-from redrive.sweep import Pick, SweepPlan, SweepReport, plan_for, select
+from redrive.core.config import Settings
+from redrive.core.decide import SignalRef
+from redrive.core.names import QueueName, TaskName
+from redrive.core.selection import Pick, SweepPlan, plan_for, select
+from redrive.core.signals import Deploy, QueueAlert
+from redrive.core.state import TaskState
+from redrive.sweep import SweepReport
 
 DEPLOYED = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 BEFORE = DEPLOYED - timedelta(minutes=10)
@@ -162,7 +163,7 @@ def test_plan_for_queue_alert():
 
 def test_plan_for_refuses_other_signals():
     with pytest.raises(TypeError):
-        plan_for(object(), REF, settings())
+        plan_for(object(), REF, settings())  # type: ignore[arg-type]
 
 
 def report(**kwargs) -> SweepReport:

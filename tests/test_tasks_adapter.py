@@ -10,11 +10,12 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2beta3
 
-from redrive import errors
-from redrive.jobs import JobTask
-from redrive.names import QueueName, TaskName
-from redrive.state import TaskState
-from redrive.tasks import CloudTasks
+from redrive.adapters.cloudtasks import CloudTasks
+from redrive.adapters.translate import translate
+from redrive.core import errors
+from redrive.core.jobs import JobTask
+from redrive.core.names import QueueName, TaskName
+from redrive.core.state import TaskState
 
 NAME = "projects/acme/locations/europe-west1/queues/billing/tasks/inv-441"
 TASK = TaskName.parse(NAME)
@@ -56,6 +57,9 @@ class FakeTasks:
 
     def create_task(self, request: Any = None, **kwargs: Any) -> Any:
         return self._answer("create_task", request, kwargs)
+
+    def list_tasks(self, request: Any = None, **kwargs: Any) -> Any:
+        return self._answer("list_tasks", request, kwargs)
 
     def count(self, method: str) -> int:
         return sum(1 for m, _, _ in self.calls if m == method)
@@ -208,5 +212,5 @@ def test_create_retries_transient_then_meets_its_own_name():
 
 
 def test_retry_error_is_translated_with_its_cause():
-    err = errors.translate(gexc.RetryError("deadline", gexc.ResourceExhausted("quota")))
+    err = translate(gexc.RetryError("deadline", gexc.ResourceExhausted("quota")))
     assert isinstance(err, errors.QuotaExceededError)

@@ -1,6 +1,6 @@
 """The Terraform module checked against the code it deploys (python-hcl2; no provider needed).
 
-What ties them together: the environment the module sets is what `redrive.config` reads, the
+What ties them together: the environment the module sets is what `redrive.core.config` reads, the
 entry points are `main.py`'s functions, and the IAM grants are exactly the permissions of the
 Cloud Tasks / Cloud Run calls found in the source, on the narrowest resource.
 """
@@ -25,8 +25,8 @@ EXAMPLE = MODULE / "examples" / "complete"
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from redrive.config import ENV_VARS  # noqa: E402
-from redrive.outcomes import Outcome  # noqa: E402
+from redrive.core.config import ENV_VARS  # noqa: E402
+from redrive.core.outcomes import Outcome  # noqa: E402
 
 FRAMEWORK_ENV = {"LOG_EXECUTION_ID"}  # functions-framework's own, not redrive's
 QUEUED_MODE_ENV = {
@@ -194,7 +194,7 @@ def test_every_env_var_set_is_one_redrive_reads(module: Module, fn: str) -> None
     keys = function_env(module, fn)
     assert keys, "no environment variables found: the resolver lost track"
     unknown = keys - set(ENV_VARS) - FRAMEWORK_ENV
-    assert not unknown, f"{fn} sets variables redrive.config does not read: {sorted(unknown)}"
+    assert not unknown, f"{fn} sets variables redrive.core.config does not read: {sorted(unknown)}"
     local_only = sorted(k for k in keys if k in ENV_VARS and not ENV_VARS[k].deployed)
     assert not local_only, f"{fn} sets local-only (deployed=False) variables: {local_only}"
 
@@ -290,13 +290,16 @@ def test_both_functions_run_as_the_one_dedicated_account(module: Module) -> None
         assert str(unq(block(fn, "build_config")["runtime"])) == "${var.runtime}"
 
 
-def test_archive_ships_only_main_requirements_and_src(module: Module) -> None:
+def test_archive_ships_the_allowlist_of_deploy_files(module: Module) -> None:
+    """The module archives what deploy-files.txt lists, the file redrive_tools.archive reads."""
+    patterns = str(module.locals["source_patterns"])
+    assert 'file("${local.source_dir}/deploy-files.txt")' in patterns
     files = str(module.locals["source_files"])
-    assert '"main.py"' in files and '"requirements.txt"' in files
-    assert 'fileset(local.source_dir, "src/**")' in files
+    assert "fileset(local.source_dir, pattern)" in files
+    assert '"__pycache__/"' in files and '".pyc"' in files
     default_dir = str(module.locals["source_dir"])
     assert "${path.module}/.." in default_dir
-    for needed in ("main.py", "requirements.txt", "src/redrive/__init__.py"):
+    for needed in ("main.py", "requirements.txt", "deploy-files.txt", "src/redrive/__init__.py"):
         assert (ROOT / needed).exists(), f"{needed} is archived but missing from the repository"
 
 

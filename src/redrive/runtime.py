@@ -1,4 +1,4 @@
-"""Per-instance state: settings read once, clients created once, the direct-mode throttle.
+"""The runtime of one function instance: settings read once, adapters built once, the throttle.
 
 Cloud Functions reuses an instance for many requests, so the gRPC channels, the token bucket and
 the host→service cache live here for the instance's lifetime. Everything heavy is imported on first
@@ -10,55 +10,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
-from redrive.cloudrun_client import CloudRun
-from redrive.config import Settings
-from redrive.decide import Policy
-from redrive.fixcheck import FixCheck, make_fix_check
-from redrive.outcome_log import COMPONENT, OutcomeLog
-from redrive.ratelimit import TokenBucket
-from redrive.tasks import CloudTasks
-
-
-def tasks_module(api: str) -> Any:
-    """google.cloud.tasks_v2 or tasks_v2beta3 (imported on first use: it is heavy)."""
-    if api == "v2":
-        from google.cloud import tasks_v2
-
-        return tasks_v2
-    from google.cloud import tasks_v2beta3
-
-    return tasks_v2beta3
-
-
-def tasks_client(settings: Settings) -> Any:
-    """A CloudTasksClient of the configured API version; emulator over an insecure channel."""
-    tasks_mod = tasks_module(settings.tasks_api)
-    if settings.tasks_emulator_host:
-        import grpc
-
-        transport_cls = tasks_mod.services.cloud_tasks.transports.CloudTasksGrpcTransport
-        channel = grpc.insecure_channel(settings.tasks_emulator_host)
-        return tasks_mod.CloudTasksClient(transport=transport_cls(channel=channel))
-    return tasks_mod.CloudTasksClient()
-
-
-def run_clients(settings: Settings) -> tuple[Any, Any]:
-    """(ServicesClient, RevisionsClient) of Cloud Run Admin v2; emulator: an insecure channel."""
-    from google.cloud import run_v2
-
-    if settings.run_emulator_host:
-        import grpc
-        from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcTransport
-        from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
-
-        channel = grpc.insecure_channel(settings.run_emulator_host)
-        return (
-            run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=channel)),
-            run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=channel)),
-        )
-    return run_v2.ServicesClient(), run_v2.RevisionsClient()
+from redrive.adapters.clients import run_clients, tasks_client
+from redrive.adapters.cloudrun import CloudRun
+from redrive.adapters.cloudtasks import CloudTasks
+from redrive.adapters.fixcheck import FixCheck, make_fix_check
+from redrive.adapters.log import OutcomeLog
+from redrive.adapters.ratelimit import TokenBucket
+from redrive.core.config import Settings
+from redrive.core.decide import Policy
+from redrive.core.records import COMPONENT
 
 
 def utc_now() -> datetime:

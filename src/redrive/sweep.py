@@ -1,15 +1,12 @@
-"""Re-drive after a deploy (or a queue alert): list the queues page by page, pick the tasks whose
-last attempt failed before the fix went live, and re-drive each one once.
+"""Re-drive after a deploy (or a queue alert): list the queues page by page, select the tasks whose
+last attempt failed before the fix went live (redrive.core.selection), and hand each one to the
+per-task pipeline.
 
-Three layers, from pure to I/O:
-
-- `select(state, deployed_at)`: pure verdict for one listed task (table-tested).
-- `plan_for(signal, settings)`: pure; which queues a Deploy or QueueAlert means, and why.
-- `Sweeper.run(plan)`: lists each queue (ListTasks, page_size 1000, one page in memory at a time),
-  and for every selected task either enqueues one redrive job (queued mode; the same
-  deterministic job name as handle_signal uses, so an existing job is SKIPPED_DUPLICATE) or runs
-  the guarded decision and RunTask under the in-process rate limit (direct mode). One outcome line
-  per selected task, one SWEEP line per sweep.
+In direct mode each selected task goes through `pipeline.process` (RunTask under the in-process
+rate limit, read again first); in queued mode each page's tasks are `pipeline.prepare`d, their
+jobs created concurrently (redrive.adapters.jobqueue) and `pipeline.finish`ed. One outcome line
+per selected task, one SWEEP line per sweep. ListTasks uses page_size 1000 and keeps one page in
+memory at a time.
 
 A sweep has a time budget (REDRIVE_SWEEP_BUDGET_S, below the function timeout). When it runs out
 the sweep stops between two tasks, logs where it stopped (queue, page, page token, counts) and
@@ -28,158 +25,27 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
-from redrive import errors
-from redrive.config import Settings
-from redrive.decide import (
-    Action,
-    Decision,
-    Failure,
-    FixEvidence,
-    SignalRef,
-    after_run,
-    decide,
-    for_error,
-)
-from redrive.handlers import (
-    TASK_LOCKS,
-    PendingJob,
-    Result,
-    job_created,
-    job_or_result,
-    result_record,
-)
-from redrive.jobqueue import CONCURRENCY, Answer, JobQueue
-from redrive.jobs import job_name
-from redrive.names import QueueName, TaskName
-from redrive.outcome_log import COMPONENT, build_record, signal_fields
-from redrive.outcomes import Outcome
+from redrive import pipeline
+from redrive.adapters.cloudtasks import CloudTasks
+from redrive.adapters.jobqueue import CONCURRENCY, JobQueue
+from redrive.core import errors
+from redrive.core.decide import Failure, FixEvidence, SignalRef, for_error
+from redrive.core.jobs import job_name
+from redrive.core.names import QueueName, TaskName
+from redrive.core.outcomes import Outcome
+from redrive.core.records import COMPONENT, Result, build_record, iso, signal_fields
+from redrive.core.selection import Pick, SweepPlan, plan_for, select
+from redrive.core.signals import Deploy, QueueAlert
+from redrive.core.state import TaskState
 from redrive.runtime import Runtime
-from redrive.state import TaskState
-from redrive.tasks import make_retry
 
 PAGE_SIZE = 1000
 """ListTasks' maximum page size: fewest round trips, one page (≈1 MB of BASIC tasks) in memory."""
 SWEEP_EVENT = "redrive.sweep"
 DEPLOY_STRATEGY = "deploy-signal"
-LIST_VIEW_BASIC = 1
-"""Listing never needs bodies: BASIC view, whatever REDRIVE_RESPONSE_VIEW says."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure selection
-
-
-class Pick(StrEnum):
-    """The verdict of `select` for one listed task."""
-
-    SELECTED = "SELECTED"
-    """Last attempt failed before the deploy (or, for a queue alert, failed) and is over."""
-    IN_FLIGHT = "IN_FLIGHT"
-    """Last attempt dispatched and not yet answered."""
-    NEVER_ATTEMPTED = "NEVER_ATTEMPTED"
-    """No attempt answered yet (never dispatched)."""
-    LAST_OK = "LAST_OK"
-    """Last attempt succeeded."""
-    AFTER_DEPLOY = "AFTER_DEPLOY"
-    """Dispatched again at or after the deploy: the fixed code already had its chance."""
-    NO_ATTEMPT_TIME = "NO_ATTEMPT_TIME"
-    """Failed, but with no attempt time to place it before the deploy: not guessed."""
-
-
-def select(state: TaskState, deployed_at: datetime | None) -> Pick:
-    """Should this listed task be re-driven? Tasks that succeeded are gone and never listed.
-
-    `deployed_at` None (a queue alert) selects every failed, finished task; the fix check then
-    decides for each one.
-    """
-    if state.in_flight:
-        return Pick.IN_FLIGHT
-    if state.last_status_code is None:
-        return Pick.NEVER_ATTEMPTED
-    if not state.last_failed:
-        return Pick.LAST_OK
-    if deployed_at is None:
-        return Pick.SELECTED
-    failed_at = state.failed_at
-    if failed_at is None:
-        return Pick.NO_ATTEMPT_TIME
-    if failed_at >= deployed_at:
-        return Pick.AFTER_DEPLOY
-    return Pick.SELECTED
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure planning: which queues a signal means
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """What to sweep: the queues, the deploy time (None for a queue alert), and why."""
-
-    queues: tuple[QueueName, ...]
-    deployed_at: datetime | None
-    signal: SignalRef
-    basis: str
-    """How the queues were found: "signal", "service map", "allowlist default", "alert"."""
-    services: tuple[str, ...] = ()
-    unmapped: tuple[str, ...] = ()
-    """Services of the deploy signal that REDRIVE_SERVICE_MAP does not know."""
-
-
-def plan_for(signal: Any, ref: SignalRef, settings: Settings) -> SweepPlan:
-    """The sweep a Deploy or QueueAlert signal asks for.
-
-    Deploy: the queues it names, plus the queues REDRIVE_SERVICE_MAP maps its services to. When
-    that gives nothing, every exact queue of REDRIVE_ALLOWED_QUEUES (location patterns are not
-    expanded: list such queues in the map). QueueAlert: its one queue.
-    """
-    from redrive.signals import Deploy, QueueAlert
-
-    if isinstance(signal, QueueAlert):
-        return SweepPlan((signal.queue,), None, ref, "alert")
-    if not isinstance(signal, Deploy):
-        raise TypeError(f"not a sweep signal: {type(signal).__name__}")
-    found: list[QueueName] = list(signal.queues)
-    unmapped: list[str] = []
-    for service in signal.services:
-        mapped = settings.queues_for_service(service)
-        if not mapped:
-            unmapped.append(service)
-        found.extend(mapped)
-    queues = tuple(dict.fromkeys(found))
-    if queues:
-        from_map = len(queues) > len(set(signal.queues))
-        basis = {
-            (True, False): "signal",
-            (False, True): "service map",
-            (True, True): "signal and service map",
-        }[(bool(signal.queues), from_map)]
-        return SweepPlan(
-            queues, signal.deployed_at, ref, basis, tuple(signal.services), tuple(unmapped)
-        )
-    default = tuple(sorted(QueueName.parse(q) for q in settings.allowed_queues.exact))
-    return SweepPlan(
-        default,
-        signal.deployed_at,
-        ref,
-        "allowlist default",
-        tuple(signal.services),
-        tuple(unmapped),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# The driver
-
-
-class ListClient(Protocol):
-    """The slice of CloudTasksClient the sweep adds: ListTasks."""
-
-    def list_tasks(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
 
 
 @dataclass
@@ -245,7 +111,7 @@ class SweepReport:
             "basis": plan.basis,
             "services": list(plan.services),
             "unmapped_services": list(plan.unmapped),
-            "deployed_at": _iso(plan.deployed_at),
+            "deployed_at": iso(plan.deployed_at),
             "signal": signal_fields(plan.signal),
             "counts": dict(self.counts),
             "skipped": dict(self.skipped),
@@ -282,7 +148,6 @@ class Sweeper:
         on_result: Callable[[Failure, Result], None] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
-        list_client: ListClient | None = None,
     ) -> None:
         self.rt = rt
         self.settings = rt.settings
@@ -294,7 +159,6 @@ class Sweeper:
         self.on_result = on_result
         self.on_progress = on_progress
         self._monotonic = monotonic
-        self._list_client = list_client
         self._evidence_cache: dict[tuple[str, str | None], FixEvidence] = {}
 
     # -- public ----------------------------------------------------------------------------
@@ -347,36 +211,32 @@ class Sweeper:
         self._report.queue_outcomes[str(queue)] = result.outcome.value
         if result.outcome is Outcome.FAILED:
             self._report.counts[Outcome.FAILED.value] += 1
-        record = self._record(result, None)
-        record["queue"] = str(queue)
-        record["message"] = f"{result.outcome.value} {queue}: {result.reason}"[:1000]
-        self.rt.log.emit(record)
+        pipeline.record(
+            self.rt,
+            result,
+            failure=None,
+            signal=self._plan.signal,
+            entry_point=self.entry_point,
+            extra={
+                "sweep": True,
+                "queue": str(queue),
+                "message": f"{result.outcome.value} {queue}: {result.reason}"[:1000],
+            },
+        )
 
     def _pages(
         self, queue: QueueName, *, check_budget: bool = True
     ) -> Iterator[tuple[int, str, list[Any]]]:
         """(page number, the token that fetched it, its tasks): one ListTasks call per page."""
-        client: ListClient = self._list_client or self.rt.tasks.client  # type: ignore[assignment]
         token = ""
         number = 0
         while True:
             if check_budget:
                 self._check_budget(queue, number + 1, token, 0)
-            request = {
-                "parent": str(queue),
-                "page_size": self.page_size,
-                "page_token": token,
-                "response_view": LIST_VIEW_BASIC,
-            }
-            retry = make_retry(min(self.settings.retry_deadline_s, self._remaining()))
-            try:
-                # The pager proxies the first response; one pager per page keeps the token of
-                # every page at hand (for the stop record) and errors translated per call.
-                page = client.list_tasks(request=request, retry=retry, timeout=20.0)
-                tasks = list(page.tasks)
-                next_token = str(page.next_page_token or "")
-            except Exception as err:
-                raise errors.translate(err) from None
+            deadline_s = min(self.settings.retry_deadline_s, self._remaining())
+            tasks, next_token = self.rt.tasks.list_page(
+                queue, token, page_size=self.page_size, deadline_s=deadline_s
+            )
             number += 1
             yield number, token, tasks
             if not next_token:
@@ -410,12 +270,11 @@ class Sweeper:
         except errors.RedriveError as err:
             decision = for_error(err)
             assert decision.outcome is not None
-            outcome = decision.outcome
             if isinstance(err, errors.NotFoundError):
                 reason = f"queue not found: {err}"
             else:
                 reason = f"listing tasks failed: {decision.reason}"
-            self._queue_line(queue, Result(outcome, reason, decision.http_status))
+            self._queue_line(queue, Result(decision.outcome, reason, decision.http_status))
 
     def _prefetched(self, queue: QueueName) -> Iterator[tuple[int, str, list[Any]]]:
         """Queued mode: `_pages`, listing the next page while this page's jobs are created (the
@@ -447,14 +306,12 @@ class Sweeper:
             for index, state in chosen:
                 self._check_budget(queue, number, token, index)
                 failure = self._failure(state)
-                result = self._direct(
-                    failure,
-                    state,
-                    queue=queue,
-                    page=number,
-                    token=token,
-                    index=index,
+                result = pipeline.process(
+                    self._request(failure, state, pipeline.Act.RUN, throttle=True), self.rt
                 )
+                if result.extra.get(pipeline.NO_RUN_SLOT):
+                    # No RunTask slot before the budget ends: stop here; the redelivery goes on.
+                    self._stop(queue, number, token, index)
                 self._done(failure, result)
             return
         # Queued mode: a page is all or nothing (the budget was checked before listing it), and
@@ -474,28 +331,23 @@ class Sweeper:
         self._done(failures[-1], self._enqueue_all(failures[-1:], states[-1:])[0])
 
     def _enqueue_all(self, failures: list[Failure], states: list[TaskState]) -> list[Result]:
-        """Queued mode: decide each task, then create the allowed jobs concurrently."""
-        planned = [self._plan_job(f, s) for f, s in zip(failures, states, strict=True)]
-        pending = [p for p in planned if isinstance(p, PendingJob)]
-        answers: Iterator[Answer] = iter(())
+        """Queued mode: prepare each task's job, create the allowed ones concurrently, finish."""
+        planned = [
+            pipeline.prepare(self._request(f, s, pipeline.Act.ENQUEUE), self.rt)
+            for f, s in zip(failures, states, strict=True)
+        ]
+        pending = [p for p in planned if isinstance(p, pipeline.Pending)]
+        answers: Iterator[bool | errors.RedriveError] = iter(())
         if pending:
             assert self.settings.redrive_queue is not None
             if self._jobs is None:
                 self._jobs = JobQueue(self.settings, concurrency=self.concurrency)
-            answers = iter(
-                self._jobs.create_all(self.settings.redrive_queue, [p.spec for p in pending])
-            )
-        results: list[Result] = []
-        for item in planned:
-            if isinstance(item, Result):
-                results.append(item)
-                continue
-            answer = next(answers)
-            if isinstance(answer, errors.RedriveError):
-                results.append(Result.of(for_error(answer), state=item.state, fix=item.fix))
-            else:
-                results.append(job_created(item, answer))
-        return results
+            jobs = [p.job for p in pending if p.job is not None]
+            answers = iter(self._jobs.create_all(self.settings.redrive_queue, jobs))
+        return [
+            item if isinstance(item, Result) else pipeline.finish(item, next(answers))
+            for item in planned
+        ]
 
     def _page_already_swept(self, last: TaskState) -> bool:
         settings = self.settings
@@ -540,6 +392,18 @@ class Sweeper:
             state.last_status,
         )
 
+    def _request(
+        self, failure: Failure, state: TaskState, act: pipeline.Act, *, throttle: bool = False
+    ) -> pipeline.Request:
+        return pipeline.Request(
+            failure,
+            act,
+            evidence=self._evidence,
+            listed=state,
+            throttle=throttle,
+            throttle_timeout_s=self._remaining(),
+        )
+
     def _evidence(self, state: TaskState) -> FixEvidence:
         deployed_at = self._plan.deployed_at
         if deployed_at is not None:
@@ -558,74 +422,19 @@ class Sweeper:
             cached = self._evidence_cache[key] = self.rt.fix_check.evidence(state.name, state)
         return cached
 
-    def _decide(
-        self, failure: Failure, state: TaskState, *, check_in_flight: bool
-    ) -> tuple[Decision, FixEvidence | None]:
-        policy, now = self.rt.policy, self.rt.clock()
-        decision = decide(failure, state, None, policy, now, check_in_flight=check_in_flight)
-        evidence: FixEvidence | None = None
-        if decision.action is Action.CHECK_FIX:
-            evidence = self._evidence(state)
-            decision = decide(
-                failure, state, evidence, policy, now, check_in_flight=check_in_flight
-            )
-        return decision, evidence
-
-    def _plan_job(self, failure: Failure, state: TaskState) -> Result | PendingJob:
-        """Queued mode: the job one selected task gets (named as handle_signal names it), or the
-        outcome that stops it."""
-        evidence: FixEvidence | None = None
-        try:
-            # In flight is checked by select() now and by run_job later.
-            decision, evidence = self._decide(failure, state, check_in_flight=False)
-            return job_or_result(failure, state, decision, evidence, self.rt)
-        except errors.RedriveError as err:
-            return Result.of(for_error(err), state=state, fix=evidence)
-
-    def _direct(
-        self,
-        failure: Failure,
-        state: TaskState,
-        *,
-        queue: QueueName,
-        page: int,
-        token: str,
-        index: int,
-    ) -> Result:
-        """Direct mode: the guarded decision, then RunTask under the in-process rate limit."""
-        evidence: FixEvidence | None = None
-        current = state
-        try:
-            decision, evidence = self._decide(failure, state, check_in_flight=True)
-            if decision.action is not Action.RUN:
-                return Result.of(decision, state=state, fix=evidence)
-            if not self.rt.limiter.acquire(timeout_s=self._remaining()):
-                # No RunTask slot before the budget ends: stop here; the redelivery goes on.
-                self._stop(queue, page, token, index)
-            # Read the task again right before RunTask, under the same per-task lock as
-            # handle_signal's direct mode: the listing may be old by now (throttle, slow pages)
-            # and a concurrent signal for the same task may have run it meanwhile.
-            with TASK_LOCKS.hold(str(failure.task)):
-                fresh = self.rt.tasks.get(failure.task)
-                if fresh is None:
-                    return Result.of(
-                        decide(failure, None, evidence, self.rt.policy, self.rt.clock())
-                    )
-                current = fresh
-                decision = decide(failure, current, evidence, self.rt.policy, self.rt.clock())
-                if decision.action is not Action.RUN:
-                    return Result.of(decision, state=current, fix=evidence)
-                run = self.rt.tasks.run(failure.task, current)
-            return Result.of(after_run(run), state=current, fix=evidence, run=run)
-        except errors.RedriveError as err:
-            return Result.of(for_error(err), state=current, fix=evidence)
-
     def _done(self, failure: Failure, result: Result) -> None:
         report = self._report
         report.counts[result.outcome.value] += 1
         self._progress.handled += 1
         self._progress.counts[result.outcome.value] += 1
-        self.rt.log.emit(self._record(result, failure))
+        pipeline.record(
+            self.rt,
+            result,
+            failure=failure,
+            signal=self._plan.signal,
+            entry_point=self.entry_point,
+            extra={"sweep": True},
+        )
         if self.on_result is not None:
             self.on_result(failure, result)
         self._notify()
@@ -634,24 +443,12 @@ class Sweeper:
         if self.on_progress is not None:
             self.on_progress(self._progress)
 
-    def _record(self, result: Result, failure: Failure | None) -> dict[str, Any]:
-        record = result_record(
-            result,
-            failure=failure,
-            signal=self._plan.signal,
-            settings=self.settings,
-            duration_ms=0.0,
-            entry_point=self.entry_point,
-        )
-        record["sweep"] = True
-        return record
-
 
 # ---------------------------------------------------------------------------------------------
 # handle_signal's entry
 
 
-def sweep_signal(signal: Any, ref: SignalRef, rt: Runtime) -> list[Outcome]:
+def sweep_signal(signal: Deploy | QueueAlert, ref: SignalRef, rt: Runtime) -> list[Outcome]:
     """Sweep for a Deploy or QueueAlert signal; every line is logged here.
 
     Returns what handle_signal counts for the message: SWEEP, plus FAILED when the sweep must be
@@ -684,28 +481,17 @@ def sweep_signal(signal: Any, ref: SignalRef, rt: Runtime) -> list[Outcome]:
 
 
 def failing_tasks(
-    client: ListClient, queue: QueueName, limit: int, retry_deadline_s: float = 30.0
+    tasks: CloudTasks, queue: QueueName, limit: int, retry_deadline_s: float = 30.0
 ) -> tuple[list[TaskState], int, int]:
     """(the `limit` most recently failed tasks, newest first; tasks seen; failing tasks)."""
     heap: list[tuple[float, str, TaskState]] = []
     seen = failing = 0
     token = ""
     while True:
-        request = {
-            "parent": str(queue),
-            "page_size": PAGE_SIZE,
-            "page_token": token,
-            "response_view": LIST_VIEW_BASIC,
-        }
-        try:
-            page = client.list_tasks(
-                request=request, retry=make_retry(retry_deadline_s), timeout=20.0
-            )
-            tasks = list(page.tasks)
-            token = str(page.next_page_token or "")
-        except Exception as err:
-            raise errors.translate(err) from None
-        for task in tasks:
+        page, token = tasks.list_page(
+            queue, token, page_size=PAGE_SIZE, deadline_s=retry_deadline_s
+        )
+        for task in page:
             seen += 1
             state = TaskState.from_task(task)
             if not state.last_failed:
@@ -721,7 +507,3 @@ def failing_tasks(
             break
     newest = sorted(heap, key=lambda item: item[:2], reverse=True)
     return [state for _, _, state in newest], seen, failing
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")

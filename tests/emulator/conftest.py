@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from redrive.emulator import Emulator, tasks_client
+from cloudtasks_emulator import Emulator, tasks_client
 
 from .target import TargetServer
 

@@ -16,11 +16,11 @@ from google.cloud import run_v2
 from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcTransport
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 
-from redrive.emulator import Emulator
-from redrive.emulator.clock import Clock
-from redrive.emulator.cloudrun import CloudRunFake
-from redrive.emulator.control import Control
-from redrive.emulator.errors import RpcError
+from cloudtasks_emulator import Emulator
+from cloudtasks_emulator.clock import Clock
+from cloudtasks_emulator.cloudrun import CloudRunFake
+from cloudtasks_emulator.control import Control
+from cloudtasks_emulator.errors import RpcError
 
 SERVICE = "projects/acme/locations/europe-west1/services/billing"
 REVISION_RE = re.compile(

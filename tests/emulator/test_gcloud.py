@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from redrive.emulator import Emulator
+from cloudtasks_emulator import Emulator
 
 pytestmark = pytest.mark.gcloud
 

@@ -10,7 +10,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2, tasks_v2beta3
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
-from redrive.emulator import Emulator
+from cloudtasks_emulator import Emulator
 
 from .conftest import LOCATION, client
 

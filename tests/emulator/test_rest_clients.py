@@ -18,7 +18,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import tasks_v2, tasks_v2beta3
 from google.protobuf import duration_pb2, field_mask_pb2
 
-from redrive.emulator import Emulator
+from cloudtasks_emulator import Emulator
 
 PARENT = "projects/demo/locations/us-central1"
 APIS = {"v2": tasks_v2, "v2beta3": tasks_v2beta3}

@@ -20,11 +20,11 @@ from google.cloud import tasks_v2, tasks_v2beta3
 from google.cloud.run_v2 import GetServiceRequest
 from google.protobuf import empty_pb2, field_mask_pb2
 
-from redrive.emulator.clock import Clock
-from redrive.emulator.cloudrun import CloudRunFake
-from redrive.emulator.control import Control, RunRecord
-from redrive.emulator.errors import RpcError
-from redrive.emulator.rest import HTTP_STATUS, RestServer
+from cloudtasks_emulator.clock import Clock
+from cloudtasks_emulator.cloudrun import CloudRunFake
+from cloudtasks_emulator.control import Control, RunRecord
+from cloudtasks_emulator.errors import RpcError
+from cloudtasks_emulator.rest import HTTP_STATUS, RestServer
 
 LOC = "projects/demo/locations/us-central1"
 QUEUE = f"{LOC}/queues/q1"

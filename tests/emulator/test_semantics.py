@@ -17,10 +17,10 @@ from google.api_core import retry as gretry
 from google.cloud import tasks_v2, tasks_v2beta3
 from google.protobuf import duration_pb2
 
-from redrive.emulator import Emulator
-from redrive.emulator.control import Control
-from redrive.emulator.errors import RpcError
-from redrive.emulator.model import backoff_s
+from cloudtasks_emulator import Emulator
+from cloudtasks_emulator.control import Control
+from cloudtasks_emulator.errors import RpcError
+from cloudtasks_emulator.model import backoff_s
 
 from .conftest import LOCATION, client, wait_until
 from .target import Reply, TargetServer

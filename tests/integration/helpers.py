@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from redrive import devserver
-from redrive.devserver import wait_for
+from redrive_tools import devserver
+from redrive_tools.devserver import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0
@@ -192,7 +192,7 @@ class Stack:
     """The emulator plus the application target, with helpers to put tasks in known states."""
 
     def __init__(self, time_scale: float = 1.0) -> None:
-        from redrive.emulator import Emulator, tasks_client
+        from cloudtasks_emulator import Emulator, tasks_client
 
         self.emu = Emulator(time_scale=time_scale).start()
         self.target = Target().start()

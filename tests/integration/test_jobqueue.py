@@ -5,11 +5,11 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from redrive import errors
-from redrive.config import Settings
-from redrive.jobqueue import JobQueue
-from redrive.jobs import JobTask
-from redrive.names import QueueName
+from redrive.adapters.jobqueue import JobQueue
+from redrive.core import errors
+from redrive.core.config import Settings
+from redrive.core.jobs import JobTask
+from redrive.core.names import QueueName
 from tests.integration.helpers import Stack
 
 URL = "http://127.0.0.1:9/run_job"

@@ -12,9 +12,9 @@ import grpc
 import httpx
 import pytest
 
-from redrive.devserver import free_port, wait_for
-from redrive.jobs import Job, job_name
-from redrive.names import QueueName, TaskName
+from redrive.core.jobs import Job, job_name
+from redrive.core.names import QueueName, TaskName
+from redrive_tools.devserver import free_port, wait_for
 from tests.integration.helpers import (
     PARENT,
     FunctionServer,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from redrive.signals import Deploy, Ignored, Invalid, QueueAlert, TaskFailure, parse_message
+from redrive.core.signals import Deploy, Ignored, Invalid, QueueAlert, TaskFailure, parse_message
 from tests.integration.helpers import FunctionServer, Stack, now_rfc3339, post_signal
 from tests.test_signals import fixture_message
 

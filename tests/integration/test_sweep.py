@@ -17,16 +17,18 @@ from typing import Any
 import grpc
 import pytest
 
-from redrive import errors, handlers
-from redrive.config import Settings
-from redrive.decide import SignalRef
-from redrive.devserver import wait_for
-from redrive.jobs import job_name
-from redrive.names import QueueName, TaskName
-from redrive.outcome_log import OutcomeLog
+from redrive import entry
+from redrive.adapters.log import OutcomeLog
+from redrive.core import errors
+from redrive.core.config import Settings
+from redrive.core.decide import SignalRef
+from redrive.core.jobs import job_name
+from redrive.core.names import QueueName, TaskName
+from redrive.core.selection import plan_for
+from redrive.core.signals import Deploy, QueueAlert
 from redrive.runtime import Runtime
-from redrive.signals import Deploy, QueueAlert
-from redrive.sweep import Sweeper, plan_for
+from redrive.sweep import Sweeper
+from redrive_tools.devserver import wait_for
 from tests.integration.helpers import PARENT, Stack
 
 REDRIVE_JOB_URL = "http://127.0.0.1:9/run_job"  # never reached: the redrive queues stay paused
@@ -143,12 +145,12 @@ def test_queued_sweep_selects_exactly_the_failed_tasks_and_redelivery_duplicates
     # A dead-letter signal already queued a job for the first failure.
     dead = deploy_event([], iso(stack.emu.clock.now()), "dl-1")
     dead.data["message"]["data"] = base64.b64encode(mix.failing[0].encode()).decode()
-    handlers.handle_signal(dead, rt)
+    entry.handle_signal(dead, rt)
     assert out.outcomes() == {mix.failing[0]: "QUEUED"}
     rt, out = make_runtime(stack, [mix.queue], **queued_env(redrive_queue))
     event = deploy_event([mix.queue], iso(mix.deployed_at), "deploy-q-1")
 
-    handlers.handle_signal(event, rt)
+    entry.handle_signal(event, rt)
 
     expected_jobs = {
         job_name(QueueName.parse(redrive_queue), TaskName.parse(t), 1) for t in mix.failing
@@ -169,7 +171,7 @@ def test_queued_sweep_selects_exactly_the_failed_tasks_and_redelivery_duplicates
     # Pub/Sub delivers the same deploy signal again: the page's last job is waiting, so the
     # page counts as swept; no job is created twice.
     rt2, out2 = make_runtime(stack, [mix.queue], **queued_env(redrive_queue))
-    handlers.handle_signal(event, rt2)
+    entry.handle_signal(event, rt2)
     assert out2.outcomes() == {}
     assert out2.sweeps()[0]["already_swept"] == 2 and out2.sweeps()[0]["complete"] is True
     assert set(jobs_in(stack, redrive_queue)) == expected_jobs
@@ -285,12 +287,12 @@ def test_cut_sweep_makes_handle_signal_ask_for_redelivery(stack):
     rt, out = make_runtime(stack, [queue], REDRIVE_SWEEP_BUDGET_S="0.2")
     stack.emu.control.delay("ListTasks", 0.3, times=1)  # the first page outlasts the budget
     with pytest.raises(errors.RedeliverError):
-        handlers.handle_signal(deploy_event([queue], at, "bh-1"), rt)
+        entry.handle_signal(deploy_event([queue], at, "bh-1"), rt)
     assert out.sweeps()[0]["complete"] is False and out.outcomes() == {}
     assert out.lines("redrive.signal")[0]["counts"] == {"SWEEP": 1, "FAILED": 1}
 
     rt2, out2 = make_runtime(stack, [queue])
-    handlers.handle_signal(deploy_event([queue], at, "bh-1"), rt2)  # the redelivery
+    entry.handle_signal(deploy_event([queue], at, "bh-1"), rt2)  # the redelivery
     assert out2.sweeps()[0]["complete"] is True
     assert out2.outcomes() == dict.fromkeys(tasks, "DISPATCHED")
     assert [runs_of(stack, t) for t in tasks] == [1, 1, 1]
@@ -306,7 +308,7 @@ def test_pause_holds_and_purge_cancels_the_redrive_queue(stack):
         stack, [queue], REDRIVE_QUEUE=rq, REDRIVE_JOB_URL=job_url, REDRIVE_TASKS_API="v2"
     )
     at = iso(stack.emu.clock.now())
-    handlers.handle_signal(deploy_event([queue], at, "c-1"), rt)
+    entry.handle_signal(deploy_event([queue], at, "c-1"), rt)
     assert set(out.outcomes().values()) == {"QUEUED"} and len(jobs_in(stack, rq)) == 4
 
     def job_requests() -> int:
@@ -325,7 +327,7 @@ def test_pause_holds_and_purge_cancels_the_redrive_queue(stack):
     assert jobs_in(stack, rq) == []
     stack.client.resume_queue(request={"name": rq})
     rt2, out2 = make_runtime(stack, [queue], REDRIVE_QUEUE=rq, REDRIVE_JOB_URL=job_url)
-    handlers.handle_signal(deploy_event([queue], at, "c-1"), rt2)
+    entry.handle_signal(deploy_event([queue], at, "c-1"), rt2)
     assert set(out2.outcomes().values()) == {"SKIPPED_DUPLICATE"}
     sentinel = stack.task(rq, "sentinel-1", "/run_job")
     wait_for(lambda: stack.gone(sentinel), "the sentinel job on the resumed queue")
@@ -425,7 +427,7 @@ def test_deploy_naming_nothing_redrive_knows_is_ignored(stack):
     payload = json.dumps({"deployed": {"service": "nowhere", "at": iso(stack.emu.clock.now())}})
     event = deploy_event([], iso(stack.emu.clock.now()), "n-1")
     event.data["message"]["data"] = base64.b64encode(payload.encode()).decode()
-    handlers.handle_signal(event, rt)
+    entry.handle_signal(event, rt)
     (line,) = out.lines("redrive.outcome")
     assert line["outcome"] == "IGNORED" and "REDRIVE_SERVICE_MAP" in line["reason"]
     assert out.sweeps() == []

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from redrive.devserver import free_port, wait_for
+from redrive_tools.devserver import free_port, wait_for
 from tests.integration.helpers import (
     PARENT,
     FunctionServer,

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from redrive.devserver import free_port
+from redrive_tools.devserver import free_port
 from tests.integration.helpers import FunctionServer, Stack
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from redrive.devserver import wait_for
-from redrive.jobs import job_name
-from redrive.names import QueueName, TaskName
+from redrive.core.jobs import job_name
+from redrive.core.names import QueueName, TaskName
+from redrive_tools.devserver import wait_for
 from tests.integration.helpers import (
     PARENT,
     FunctionServer,

@@ -47,8 +47,8 @@ import grpc
 import httpx
 import pytest
 
-from redrive.jobs import job_name
-from redrive.names import QueueName, TaskName
+from redrive.core.jobs import job_name
+from redrive.core.names import QueueName, TaskName
 from tests.integration.helpers import (
     PARENT,
     FunctionServer,

@@ -25,11 +25,11 @@ import httpx
 import pytest
 
 from redrive import runtime
-from redrive.config import Settings
-from redrive.devserver import free_port
-from redrive.names import InvalidName, TaskName
-from redrive.outcome_log import OutcomeLog
+from redrive.adapters.log import OutcomeLog
+from redrive.core.config import Settings
+from redrive.core.names import InvalidName, TaskName
 from redrive.runtime import Runtime
+from redrive_tools.devserver import free_port
 from tests.integration.helpers import ROOT, FunctionServer, Stack, now_rfc3339
 from tests.stress import payloads
 from tests.stress.payloads import ALLOWED_QUEUE, FORBIDDEN_QUEUE, REAL_TASK, Gen

@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from redrive.devserver import wait_for
+from redrive_tools.devserver import wait_for
 from tests.integration.helpers import (
     PARENT,
     FunctionServer,

@@ -1,0 +1,196 @@
+"""Cloud Tasks adapter: GetTask, RunTask, CreateTask and ListTasks through google-cloud-tasks.
+
+The client is a parameter (`TasksClient` protocol), so unit tests pass a fake and production passes
+the real v2 or v2beta3 client (runtime.py builds it). Requests are plain dicts, which both API
+versions' clients accept, so this module does not import either version. Errors are translated into
+redrive's tree here, once.
+
+Retry rules:
+- GetTask and CreateTask are retried on transient codes with google-api-core's `Retry`, bounded by
+  `retry_deadline_s` (the client's own default retry is switched off so retries do not nest).
+- RunTask is never retried blindly: the Python client does not retry it, and a call that timed out
+  may still have dispatched. After UNAVAILABLE/DEADLINE_EXCEEDED the task is read again; a higher
+  dispatch count means it was dispatched. Only if it was not is RunTask tried again, within the
+  same deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from redrive.adapters.translate import translate
+from redrive.core import errors
+from redrive.core.decide import RunResult
+from redrive.core.jobs import JobTask
+from redrive.core.names import QueueName, TaskName
+from redrive.core.state import TaskState
+
+T = TypeVar("T")
+
+VIEWS = {"BASIC": 1, "FULL": 2}
+LIST_VIEW_BASIC = 1
+"""Listing never needs bodies: BASIC view, whatever REDRIVE_RESPONSE_VIEW says."""
+
+
+class TasksClient(Protocol):
+    """The slice of `CloudTasksClient` (v2 or v2beta3) redrive uses."""
+
+    def get_task(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+    def run_task(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+    def create_task(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+    def list_tasks(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+
+RETRY_INITIAL_S = 0.1
+RETRY_MAXIMUM_S = 5.0
+RETRY_MULTIPLIER = 2.0
+"""Backoff of every retried call: 0.1 s, doubling, at most 5 s between attempts."""
+
+
+def transient_predicate(exc: Exception) -> bool:
+    """The codes worth trying again: the service or the connection, not the request."""
+    from google.api_core import exceptions as gexc
+
+    return isinstance(
+        exc,
+        gexc.ServiceUnavailable
+        | gexc.DeadlineExceeded
+        | gexc.InternalServerError
+        | gexc.Aborted
+        | gexc.Unknown
+        | gexc.ResourceExhausted,
+    )
+
+
+def make_retry(deadline_s: float, initial_s: float = RETRY_INITIAL_S) -> Any:
+    """A google-api-core Retry for idempotent calls, bounded by `deadline_s` in total."""
+    from google.api_core.retry import Retry
+
+    return Retry(
+        predicate=transient_predicate,
+        initial=initial_s,
+        maximum=RETRY_MAXIMUM_S,
+        multiplier=RETRY_MULTIPLIER,
+        timeout=deadline_s,
+    )
+
+
+class CloudTasks:
+    """GetTask / RunTask / CreateTask with redrive's retry and error rules."""
+
+    def __init__(
+        self,
+        client: TasksClient,
+        *,
+        api_version: str = "v2beta3",
+        response_view: str = "BASIC",
+        retry_deadline_s: float = 30.0,
+        call_timeout_s: float = 20.0,
+        backoff_initial_s: float = RETRY_INITIAL_S,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.api_version = api_version
+        self.view = VIEWS[response_view]
+        self.retry_deadline_s = retry_deadline_s
+        self.call_timeout_s = call_timeout_s
+        self.backoff_initial_s = backoff_initial_s
+        self._sleep = sleep
+        self._clock = clock
+
+    def _retried(self, call: Callable[[], T]) -> T:
+        retry = make_retry(self.retry_deadline_s, self.backoff_initial_s)
+        try:
+            return retry(call)()  # type: ignore[no-any-return]
+        except Exception as err:
+            raise translate(err) from None
+
+    def get(self, task: TaskName) -> TaskState | None:
+        """The task's state, or None when Cloud Tasks answers NOT_FOUND."""
+        request = {"name": str(task), "response_view": self.view}
+        try:
+            got = self._retried(
+                lambda: self.client.get_task(
+                    request=request, retry=None, timeout=self.call_timeout_s
+                )
+            )
+        except errors.NotFoundError:
+            return None
+        return TaskState.from_task(got)
+
+    def run(self, task: TaskName, before: TaskState) -> RunResult:
+        """Force-run `task` once; raises NotFoundError, PermissionDeniedError, TransientError..."""
+        from google.api_core import exceptions as gexc
+
+        request = {"name": str(task), "response_view": self.view}
+        deadline = self._clock() + self.retry_deadline_s
+        delay_s = self.backoff_initial_s
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                ran = self.client.run_task(request=request, retry=None, timeout=self.call_timeout_s)
+            except (gexc.ServiceUnavailable, gexc.DeadlineExceeded) as err:
+                # The call may have reached Cloud Tasks and dispatched: look before trying again.
+                after = self.get(task)
+                if after is None:
+                    raise errors.NotFoundError(
+                        f"RunTask failed ({type(err).__name__}) and the task is gone: it was "
+                        "probably dispatched and completed"
+                    ) from None
+                if after.dispatch_count > before.dispatch_count:
+                    return RunResult(True, after, confirmed_by="GetTask", attempts=attempts)
+                if self._clock() + delay_s > deadline:
+                    raise translate(err) from None
+                self._sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+                continue
+            except Exception as err:
+                raise translate(err) from None
+            return RunResult(True, TaskState.from_task(ran), attempts=attempts)
+
+    def create(self, queue: QueueName, job: JobTask) -> bool:
+        """Create the job task. True if created, False if the name is taken (ALREADY_EXISTS).
+
+        CreateTask is safe to retry here because the name is explicit: a retry after a lost
+        answer meets ALREADY_EXISTS, which is the same "somebody holds this job" answer.
+        """
+        request = {"parent": str(queue), "task": job.request_task(), "response_view": 1}
+        try:
+            self._retried(
+                lambda: self.client.create_task(
+                    request=request, retry=None, timeout=self.call_timeout_s
+                )
+            )
+        except errors.AlreadyExistsError:
+            return False
+        return True
+
+    def list_page(
+        self, queue: QueueName, token: str, *, page_size: int, deadline_s: float
+    ) -> tuple[list[Any], str]:
+        """One ListTasks page (BASIC view): its raw tasks and the next page's token ("" at the end).
+
+        One call per page keeps each page's token at hand (a sweep records where it stopped) and
+        retries bounded by `deadline_s` per page.
+        """
+        request = {
+            "parent": str(queue),
+            "page_size": page_size,
+            "page_token": token,
+            "response_view": LIST_VIEW_BASIC,
+        }
+        try:
+            # The pager proxies the first response: its tasks and token are that one page.
+            page = self.client.list_tasks(
+                request=request, retry=make_retry(deadline_s), timeout=self.call_timeout_s
+            )
+            return list(page.tasks), str(page.next_page_token or "")
+        except Exception as err:
+            raise translate(err) from None

@@ -1,0 +1,238 @@
+"""The pure decision core: what to do with one failed task.
+
+No I/O here. The handler feeds it what it has learnt so far and does what the returned `Action`
+asks, then calls it again with the new facts:
+
+    screen(failure)                        → SKIPPED_NOT_ALLOWED / SKIPPED_STALE_SIGNAL, or go on
+    decide(failure, state, evidence=None)  → NOT_FOUND / SKIPPED_* or Action.CHECK_FIX
+    decide(failure, state, evidence)       → SKIPPED_FIX_NOT_DEPLOYED / DRY_RUN or Action.RUN
+    after_run(run)                         → DISPATCHED / NOT_FOUND
+    for_error(err)                         → PERMISSION_DENIED / FAILED / INVALID_SIGNAL / NOT_FOUND
+
+Splitting the fix check out keeps the core pure and means Cloud Run is only asked when every
+cheaper guard has passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from redrive.core import errors
+from redrive.core.config import QueueAllowlist, Settings
+from redrive.core.names import TaskName
+from redrive.core.outcomes import Outcome
+from redrive.core.state import TaskState
+
+
+class Action(StrEnum):
+    """What the caller must do next."""
+
+    NONE = "NONE"
+    """Final: log the outcome."""
+    CHECK_FIX = "CHECK_FIX"
+    """Gather fix evidence, then call `decide` again with it."""
+    RUN = "RUN"
+    """Call RunTask (under the throttle), then `after_run`."""
+
+
+@dataclass(frozen=True)
+class SignalRef:
+    """Where a failure report came from (logged with every outcome)."""
+
+    kind: str
+    source: str
+    message_id: str | None = None
+    publish_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One reported task failure: the input of every decision."""
+
+    task: TaskName
+    seen_at: datetime
+    signal: SignalRef
+    dispatch_count: int | None = None
+    """The failed attempt's dispatch count, when the signal knows it (task logs, redrive jobs)."""
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The settings the core reads."""
+
+    allowlist: QueueAllowlist
+    max_signal_age_s: float
+    dry_run: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(settings.allowed_queues, settings.max_signal_age_s, settings.dry_run)
+
+
+@dataclass(frozen=True)
+class FixEvidence:
+    """Whether (and since when) a fix is live, as found by one fix-check strategy."""
+
+    strategy: str
+    live_since: datetime | None = None
+    service: str | None = None
+    revision: str | None = None
+    note: str | None = None
+
+    def covers(self, failed_at: datetime | None) -> bool:
+        """True when the fix went live after the failed attempt ran."""
+        if self.strategy == "none":
+            return True
+        if self.live_since is None:
+            return False
+        if failed_at is None:
+            # A failed task with no attempt time cannot be placed before the fix: do not guess.
+            return False
+        return self.live_since > failed_at
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What RunTask did."""
+
+    dispatched: bool
+    state: TaskState | None = None
+    """The task as RunTask (or the confirming GetTask) returned it."""
+    confirmed_by: str = "RunTask"
+    """"RunTask", or "GetTask" when a timed-out RunTask was confirmed by a higher dispatch count."""
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    outcome: Outcome | None
+    reason: str
+    http_status: int = 200
+    """For run_job: 200 for terminal outcomes, 429/503 so the redrive queue retries."""
+
+    @property
+    def final(self) -> bool:
+        return self.action is Action.NONE
+
+
+def _final(outcome: Outcome, reason: str, http_status: int = 200) -> Decision:
+    return Decision(Action.NONE, outcome, reason, http_status)
+
+
+def screen(failure: Failure, policy: Policy, now: datetime) -> Decision | None:
+    """Guards that need no I/O. None means: go on and read the task."""
+    queue = failure.task.queue_name
+    if not policy.allowlist.allows(queue):
+        why = (
+            "REDRIVE_ALLOWED_QUEUES is empty"
+            if policy.allowlist.empty
+            else f"queue {queue} is not in REDRIVE_ALLOWED_QUEUES"
+        )
+        return _final(Outcome.SKIPPED_NOT_ALLOWED, why)
+    age_s = (now - failure.seen_at).total_seconds()
+    if age_s > policy.max_signal_age_s:
+        return _final(
+            Outcome.SKIPPED_STALE_SIGNAL,
+            f"signal is {age_s:.0f}s old, more than REDRIVE_MAX_SIGNAL_AGE "
+            f"({policy.max_signal_age_s:.0f}s)",
+        )
+    return None
+
+
+def decide(
+    failure: Failure,
+    state: TaskState | None,
+    evidence: FixEvidence | None,
+    policy: Policy,
+    now: datetime,
+    *,
+    check_in_flight: bool = True,
+) -> Decision:
+    """The design's decision list for one task. `state` None means GetTask answered NOT_FOUND."""
+    early = screen(failure, policy, now)
+    if early is not None:
+        return early
+    if state is None:
+        return _final(
+            Outcome.NOT_FOUND,
+            "task no longer exists (completed, permanently failed or never existed)",
+        )
+    if check_in_flight and state.in_flight:
+        return _final(
+            Outcome.SKIPPED_IN_FLIGHT,
+            f"attempt {state.dispatch_count} was dispatched and has not been answered yet",
+        )
+    retried = already_retried(failure, state)
+    if retried is not None:
+        return _final(Outcome.SKIPPED_ALREADY_RETRIED, retried)
+    if not state.last_failed:
+        why = (
+            "task has no answered attempt"
+            if state.last_status_code is None
+            else "last attempt succeeded"
+        )
+        return _final(Outcome.SKIPPED_NOT_FAILING, why)
+    if evidence is None:
+        return Decision(Action.CHECK_FIX, None, "guards passed; fix evidence needed")
+    if not evidence.covers(state.failed_at):
+        live = evidence.live_since.isoformat() if evidence.live_since else "unknown"
+        note = f" ({evidence.note})" if evidence.note else ""
+        return _final(
+            Outcome.SKIPPED_FIX_NOT_DEPLOYED,
+            f"no fix live after the last failed attempt at {_iso(state.failed_at)} "
+            f"({evidence.strategy}: live since {live}){note}",
+        )
+    if policy.dry_run:
+        return _final(Outcome.DRY_RUN, "every guard passed; REDRIVE_DRY_RUN is on")
+    return Decision(Action.RUN, None, "every guard passed")
+
+
+def already_retried(failure: Failure, state: TaskState) -> str | None:
+    """Why the task counts as dispatched again since the failure was signalled, or None.
+
+    With the failed attempt's dispatch count the test is exact; without it the last dispatch time
+    is compared with when the failure was seen.
+    """
+    if failure.dispatch_count is not None:
+        if state.dispatch_count > failure.dispatch_count:
+            return (
+                f"dispatch count is {state.dispatch_count}, the failure was attempt "
+                f"{failure.dispatch_count}"
+            )
+        return None
+    if state.last_dispatch_time is not None and state.last_dispatch_time > failure.seen_at:
+        return (
+            f"last dispatched at {_iso(state.last_dispatch_time)}, after the failure was seen "
+            f"at {_iso(failure.seen_at)}"
+        )
+    return None
+
+
+def after_run(run: RunResult) -> Decision:
+    if run.dispatched:
+        how = "" if run.confirmed_by == "RunTask" else f" (confirmed by {run.confirmed_by})"
+        return _final(Outcome.DISPATCHED, f"RunTask dispatched the task{how}")
+    return _final(Outcome.NOT_FOUND, "task disappeared before RunTask (completed meanwhile)")
+
+
+def for_error(err: errors.RedriveError) -> Decision:
+    """The outcome of an error met while deciding or running (already translated)."""
+    if isinstance(err, errors.QuotaExceededError):
+        return _final(Outcome.FAILED, f"quota exhausted: {err}", 429)
+    if isinstance(err, errors.TransientError):
+        return _final(Outcome.FAILED, f"transient fault: {err}", 503)
+    if isinstance(err, errors.PermissionDeniedError):
+        # Not retried by the platform: retrying a missing grant only burns quota. The ERROR line
+        # (and the alert on it) is how an operator learns about it.
+        return _final(Outcome.PERMISSION_DENIED, str(err))
+    if isinstance(err, errors.NotFoundError):
+        return _final(Outcome.NOT_FOUND, f"task no longer exists: {err}")
+    return _final(Outcome.INVALID_SIGNAL, f"Cloud Tasks refused the request: {err}")
+
+
+def _iso(value: datetime | None) -> str:
+    return "unknown" if value is None else value.isoformat()

@@ -1,0 +1,115 @@
+"""Which tasks a sweep re-drives, and which queues a deploy or queue alert means: pure, no I/O.
+
+- `select(state, deployed_at)`: the verdict for one listed task (table-tested);
+- `plan_for(signal, ref, settings)`: the queues a Deploy or QueueAlert asks to sweep, and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from redrive.core.config import Settings
+from redrive.core.decide import SignalRef
+from redrive.core.names import QueueName
+from redrive.core.signals import Deploy, QueueAlert
+from redrive.core.state import TaskState
+
+
+class Pick(StrEnum):
+    """The verdict of `select` for one listed task."""
+
+    SELECTED = "SELECTED"
+    """Last attempt failed before the deploy (or, for a queue alert, failed) and is over."""
+    IN_FLIGHT = "IN_FLIGHT"
+    """Last attempt dispatched and not yet answered."""
+    NEVER_ATTEMPTED = "NEVER_ATTEMPTED"
+    """No attempt answered yet (never dispatched)."""
+    LAST_OK = "LAST_OK"
+    """Last attempt succeeded."""
+    AFTER_DEPLOY = "AFTER_DEPLOY"
+    """Dispatched again at or after the deploy: the fixed code already had its chance."""
+    NO_ATTEMPT_TIME = "NO_ATTEMPT_TIME"
+    """Failed, but with no attempt time to place it before the deploy: not guessed."""
+
+
+def select(state: TaskState, deployed_at: datetime | None) -> Pick:
+    """Should this listed task be re-driven? Tasks that succeeded are gone and never listed.
+
+    `deployed_at` None (a queue alert) selects every failed, finished task; the fix check then
+    decides for each one.
+    """
+    if state.in_flight:
+        return Pick.IN_FLIGHT
+    if state.last_status_code is None:
+        return Pick.NEVER_ATTEMPTED
+    if not state.last_failed:
+        return Pick.LAST_OK
+    if deployed_at is None:
+        return Pick.SELECTED
+    failed_at = state.failed_at
+    if failed_at is None:
+        return Pick.NO_ATTEMPT_TIME
+    if failed_at >= deployed_at:
+        return Pick.AFTER_DEPLOY
+    return Pick.SELECTED
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure planning: which queues a signal means
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What to sweep: the queues, the deploy time (None for a queue alert), and why."""
+
+    queues: tuple[QueueName, ...]
+    deployed_at: datetime | None
+    signal: SignalRef
+    basis: str
+    """How the queues were found: "signal", "service map", "allowlist default", "alert"."""
+    services: tuple[str, ...] = ()
+    unmapped: tuple[str, ...] = ()
+    """Services of the deploy signal that REDRIVE_SERVICE_MAP does not know."""
+
+
+def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) -> SweepPlan:
+    """The sweep a Deploy or QueueAlert signal asks for.
+
+    Deploy: the queues it names, plus the queues REDRIVE_SERVICE_MAP maps its services to. When
+    that gives nothing, every exact queue of REDRIVE_ALLOWED_QUEUES (location patterns are not
+    expanded: list such queues in the map). QueueAlert: its one queue.
+    """
+
+    if isinstance(signal, QueueAlert):
+        return SweepPlan((signal.queue,), None, ref, "alert")
+    if not isinstance(signal, Deploy):
+        raise TypeError(f"not a sweep signal: {type(signal).__name__}")
+    found: list[QueueName] = list(signal.queues)
+    unmapped: list[str] = []
+    for service in signal.services:
+        mapped = settings.queues_for_service(service)
+        if not mapped:
+            unmapped.append(service)
+        found.extend(mapped)
+    queues = tuple(dict.fromkeys(found))
+    if queues:
+        from_map = len(queues) > len(set(signal.queues))
+        basis = {
+            (True, False): "signal",
+            (False, True): "service map",
+            (True, True): "signal and service map",
+        }[(bool(signal.queues), from_map)]
+        return SweepPlan(
+            queues, signal.deployed_at, ref, basis, tuple(signal.services), tuple(unmapped)
+        )
+    default = tuple(sorted(QueueName.parse(q) for q in settings.allowed_queues.exact))
+    return SweepPlan(
+        default,
+        signal.deployed_at,
+        ref,
+        "allowlist default",
+        tuple(signal.services),
+        tuple(unmapped),
+    )

@@ -1,0 +1,95 @@
+"""run_job: one redrive job from the redrive queue → the pipeline's RunTask → an HTTP answer.
+
+The status tells Cloud Tasks what to do: 200 for every terminal outcome (including
+INVALID_SIGNAL: Cloud Tasks retries any non-2xx, and a malformed job will not get better), 429 for
+quota and 503 for transient faults so the queue retries with backoff, 403 for a request that did
+not come through the redrive queue (the queue-name header is a guard against misrouting; the
+authentication is the OIDC token checked by Cloud Run IAM).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from redrive import pipeline
+from redrive.core import errors
+from redrive.core.decide import Failure, SignalRef
+from redrive.core.jobs import Job
+from redrive.core.outcomes import Outcome
+from redrive.core.records import Result
+from redrive.runtime import Runtime, get_runtime
+
+ENTRY_POINT = "run_job"
+QUEUE_HEADER = "X-CloudTasks-QueueName"
+TASK_NAME_HEADER = "X-CloudTasks-TaskName"
+
+
+def handle_job(
+    body: bytes, headers: Mapping[str, str], rt: Runtime | None = None
+) -> tuple[int, dict[str, Any]]:
+    """One redrive job → (HTTP status, JSON body). Logs exactly one outcome line."""
+    rt = rt or get_runtime()
+    started = time.monotonic()
+    settings = rt.settings
+    ref = SignalRef("job", "redrive-queue", None, None)
+
+    def answer(
+        result: Result, failure: Failure | None, signal: SignalRef
+    ) -> tuple[int, dict[str, Any]]:
+        pipeline.record(
+            rt, result, failure=failure, signal=signal, entry_point=ENTRY_POINT, started=started
+        )
+        return result.http_status, {
+            "outcome": result.outcome.value,
+            "reason": result.reason,
+            "task": str(failure.task) if failure else None,
+        }
+
+    if settings.redrive_queue is None:
+        return answer(
+            Result(Outcome.INVALID_SIGNAL, "run_job called but REDRIVE_QUEUE is not set", 403),
+            None,
+            ref,
+        )
+    queue_id = header(headers, QUEUE_HEADER)
+    if queue_id != settings.redrive_queue.queue:
+        return answer(
+            Result(
+                Outcome.INVALID_SIGNAL,
+                f"request did not come from the redrive queue {settings.redrive_queue.queue!r} "
+                f"({QUEUE_HEADER}: {(queue_id or 'missing')[:100]!r})",
+                403,
+            ),
+            None,
+            ref,
+        )
+    try:
+        job = Job.parse(body)
+    except errors.InvalidJobError as err:
+        # 200 on purpose: Cloud Tasks retries any other status, and a malformed job stays so.
+        return answer(Result(Outcome.INVALID_SIGNAL, f"invalid redrive job: {err}"), None, ref)
+    failure = job.failure()
+    result = pipeline.process(pipeline.Request(failure, pipeline.Act.RUN, evidence=job.fix), rt)
+    result.job = header(headers, TASK_NAME_HEADER)
+    return answer(result, failure, job.signal)
+
+
+def run_job(request: Any, rt: Runtime | None = None) -> tuple[str, int, dict[str, str]]:
+    """Flask adapter: functions-framework passes a flask.Request."""
+    body = request.get_data(cache=False)
+    status, payload = handle_job(body, request.headers, rt)
+    return json.dumps(payload), status, {"Content-Type": "application/json"}
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, whatever its case (Flask's headers are case-blind, dicts are not)."""
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        for key, candidate in headers.items():
+            if key.lower() == lowered:
+                return candidate
+    return value
