@@ -31,10 +31,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _isolated_logging() -> Iterator[None]:
-    from google.cloud import logging_v2
-
-    # StructuredLogHandler prints a diagnostic line on its first record; keep output parseable.
-    logging_v2._instrumentation_emitted = True
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
