@@ -27,6 +27,8 @@ locals {
     REDRIVE_QUEUE               = google_cloud_tasks_queue.main.id
     REDRIVE_JOB_URL             = local.job_url
     REDRIVE_JOB_SERVICE_ACCOUNT = google_service_account.invoker.email
+    # Cloud Tasks waits this long for run_job's answer: its timeout, not the 10-minute default.
+    REDRIVE_JOB_DEADLINE_S = tostring(var.job_function.timeout_s)
   }
 
   env_signal = merge(local.env_common, local.env_queued, {

@@ -255,7 +255,13 @@ def _job(failure: Failure, state: TaskState, evidence: FixEvidence | None, rt: R
     settings = rt.settings
     assert settings.redrive_queue is not None and settings.job_url is not None
     job = Job.for_failure(failure, state.dispatch_count, evidence)
-    return job_task(job, settings.redrive_queue, settings.job_url, settings.job_service_account)
+    return job_task(
+        job,
+        settings.redrive_queue,
+        settings.job_url,
+        settings.job_service_account,
+        settings.job_deadline_s,
+    )
 
 
 def record(

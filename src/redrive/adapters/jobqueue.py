@@ -117,6 +117,8 @@ def _request(module: Any, parent: str, job: JobTask) -> Any:
         http.oidc_token.service_account_email = job.service_account
         http.oidc_token.audience = job.url
     task = module.Task.pb()(name=job.name, http_request=http)
+    if job.dispatch_deadline_s is not None:
+        task.dispatch_deadline.seconds = job.dispatch_deadline_s
     request = module.CreateTaskRequest.pb()(
         parent=parent, task=task, response_view=module.Task.View.BASIC
     )

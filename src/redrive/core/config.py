@@ -48,6 +48,13 @@ ENV_VARS: dict[str, EnvVar] = {
         ),
         EnvVar("REDRIVE_JOB_URL", None, "HTTPS URL of the run_job function (queued mode)."),
         EnvVar(
+            "REDRIVE_JOB_DEADLINE_S",
+            None,
+            "Dispatch deadline of redrive jobs, in whole seconds (15 to 1800): how long the "
+            "redrive queue waits for run_job's answer. Set it to run_job's timeout; unset: Cloud "
+            "Tasks' default of 10 minutes.",
+        ),
+        EnvVar(
             "REDRIVE_JOB_SERVICE_ACCOUNT",
             None,
             "Service account email whose OIDC token the redrive queue sends to run_job.",
@@ -170,6 +177,7 @@ class Settings:
     redrive_queue: QueueName | None = None
     job_url: str | None = None
     job_service_account: str | None = None
+    job_deadline_s: int | None = None
     tasks_api: str = "v2beta3"
     response_view: str = "BASIC"
     fix_check: str = "revision"
@@ -214,6 +222,11 @@ class Settings:
             raise ConfigError(
                 "REDRIVE_RETRY_DEADLINE_S must be >= 0 and REDRIVE_SWEEP_BUDGET_S > 0"
             )
+        if self.job_deadline_s is not None and not 15 <= self.job_deadline_s <= 1800:
+            raise ConfigError(
+                "REDRIVE_JOB_DEADLINE_S must be whole seconds from 15 to 1800 (Cloud Tasks' "
+                f"dispatch deadline range), got {self.job_deadline_s}"
+            )
         if self.max_payload_bytes < 1024:
             raise ConfigError("REDRIVE_MAX_PAYLOAD_BYTES must be at least 1024")
 
@@ -254,6 +267,9 @@ class Settings:
             "redrive_queue": _queue(get("REDRIVE_QUEUE"), "REDRIVE_QUEUE"),
             "job_url": get("REDRIVE_JOB_URL"),
             "job_service_account": get("REDRIVE_JOB_SERVICE_ACCOUNT"),
+            "job_deadline_s": _optional_int(
+                get("REDRIVE_JOB_DEADLINE_S"), "REDRIVE_JOB_DEADLINE_S"
+            ),
             "tasks_api": (get("REDRIVE_TASKS_API") or "").lower(),
             "response_view": (get("REDRIVE_RESPONSE_VIEW") or "").upper(),
             "fix_check": (get("REDRIVE_FIX_CHECK") or "").lower(),
@@ -360,3 +376,12 @@ def _float(raw: str | None, var: str) -> float:
         return float(raw or "")
     except ValueError:
         raise ConfigError(f"{var}: not a number: {raw!r}") from None
+
+
+def _optional_int(raw: str | None, var: str) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{var}: not a whole number: {raw!r}") from None

@@ -153,6 +153,8 @@ class JobTask:
     url: str
     body: bytes
     service_account: str | None = None
+    dispatch_deadline_s: int | None = None
+    """How long Cloud Tasks waits for run_job's answer; None: the queue's default (10 minutes)."""
 
     def request_task(self) -> dict[str, Any]:
         """The `task` of a CreateTaskRequest as a dict (accepted by both API versions' clients)."""
@@ -167,7 +169,10 @@ class JobTask:
                 "service_account_email": self.service_account,
                 "audience": self.url,
             }
-        return {"name": self.name, "http_request": http}
+        task: dict[str, Any] = {"name": self.name, "http_request": http}
+        if self.dispatch_deadline_s is not None:
+            task["dispatch_deadline"] = {"seconds": self.dispatch_deadline_s}
+        return task
 
 
 def _fix(value: object) -> FixEvidence:
@@ -186,12 +191,19 @@ def _fix(value: object) -> FixEvidence:
     )
 
 
-def job_task(job: Job, redrive_queue: QueueName, url: str, service_account: str | None) -> JobTask:
+def job_task(
+    job: Job,
+    redrive_queue: QueueName,
+    url: str,
+    service_account: str | None,
+    dispatch_deadline_s: int | None = None,
+) -> JobTask:
     return JobTask(
         name=job_name(redrive_queue, job.task, job.dispatch_count),
         url=url,
         body=job.to_json(),
         service_account=service_account,
+        dispatch_deadline_s=dispatch_deadline_s,
     )
 
 
