@@ -49,7 +49,7 @@ def json_lines(output: str) -> list[dict[str, Any]]:
 def test_help_documents_the_exit_codes(command):
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0
-    for line in ("0  done", "1  a task", "2  usage", "3  sweep incomplete"):
+    for line in ("0  done", "1  a task", "2  usage", "3  not finished"):
         assert line in result.output
 
 

@@ -22,7 +22,7 @@ from redrive.core.decide import (
     for_error,
     screen,
 )
-from redrive.core.names import TaskName
+from redrive.core.names import QueueName, TaskName
 from redrive.core.outcomes import Outcome
 from redrive.core.state import TaskState
 
@@ -31,6 +31,7 @@ TASK = TaskName.parse("projects/acme/locations/europe-west1/queues/billing/tasks
 OTHER = TaskName.parse("projects/acme/locations/europe-west1/queues/mail/tasks/m-1")
 ALLOW = QueueAllowlist.parse("projects/acme/locations/europe-west1/queues/billing")
 POLICY = Policy(ALLOW, max_signal_age_s=3600, dry_run=False)
+REDRIVE_Q = "projects/acme/locations/europe-west1/queues/redrive"
 SIG = SignalRef("dead-letter", "dead-letter", "m1", NOW - timedelta(minutes=5))
 
 
@@ -80,12 +81,22 @@ CASES = [
     ),
     ("not-found", FAILURE, None, FIX_LIVE, POLICY, Outcome.NOT_FOUND),
     (
-        "in-flight",
+        # An attempt after the failure is running: the failure was retried (it is in flight).
+        "in-flight-retry",
         FAILURE,
         replace(FAILED, dispatch_count=4, last_dispatch_time=t(1), last_status_code=13),
         FIX_LIVE,
         POLICY,
-        Outcome.SKIPPED_IN_FLIGHT,
+        Outcome.SKIPPED_ALREADY_RETRIED,
+    ),
+    (
+        # The failure reported is the attempt still running: look again after it ends.
+        "in-flight-same-attempt",
+        replace(FAILURE, dispatch_count=4),
+        replace(FAILED, dispatch_count=4, last_dispatch_time=t(1), last_status_code=13),
+        FIX_LIVE,
+        POLICY,
+        Outcome.DEFERRED,
     ),
     (
         "in-flight-first-attempt",
@@ -99,7 +110,43 @@ CASES = [
         ),
         FIX_LIVE,
         POLICY,
-        Outcome.SKIPPED_IN_FLIGHT,
+        Outcome.DEFERRED,
+    ),
+    (
+        "own-queue",
+        replace(FAILURE, task=TaskName.parse(f"{REDRIVE_Q}/tasks/job-1")),
+        FAILED,
+        FIX_LIVE,
+        replace(
+            POLICY,
+            allowlist=QueueAllowlist.parse("projects/acme/locations/europe-west1/queues/*"),
+            own_queues=frozenset({QueueName.parse(REDRIVE_Q)}),
+        ),
+        Outcome.SKIPPED_NOT_ALLOWED,
+    ),
+    (
+        "failure-time-in-the-future",
+        replace(FAILURE, seen_at=NOW + timedelta(seconds=31)),
+        FAILED,
+        FIX_LIVE,
+        POLICY,
+        Outcome.INVALID_SIGNAL,
+    ),
+    (
+        "retry-due-within-the-margin",
+        FAILURE,
+        replace(FAILED, schedule_time=NOW + timedelta(seconds=59)),
+        FIX_LIVE,
+        POLICY,
+        Outcome.SKIPPED_RETRY_DUE,
+    ),
+    (
+        "retry-overdue",
+        FAILURE,
+        replace(FAILED, schedule_time=t(1)),
+        FIX_LIVE,
+        POLICY,
+        Outcome.SKIPPED_RETRY_DUE,
     ),
     (
         "retried-by-count",
@@ -170,6 +217,32 @@ CASES = [
     ("run-static", FAILURE, FAILED, FixEvidence("static", live_since=t(1)), POLICY, None),
     ("run-unknown-count", replace(FAILURE, dispatch_count=None), FAILED, FIX_LIVE, POLICY, None),
     (
+        # A failure reported a second before its own attempt's dispatch (clock skew) is that
+        # attempt's failure, not an earlier one's.
+        "run-failure-time-skewed-before-dispatch",
+        replace(FAILURE, dispatch_count=None, seen_at=t(10) - timedelta(seconds=1)),
+        FAILED,
+        FIX_LIVE,
+        POLICY,
+        None,
+    ),
+    (
+        "retried-beyond-the-skew",
+        replace(FAILURE, dispatch_count=None, seen_at=t(10) - timedelta(seconds=31)),
+        FAILED,
+        FIX_LIVE,
+        POLICY,
+        Outcome.SKIPPED_ALREADY_RETRIED,
+    ),
+    (
+        "run-retry-just-beyond-the-margin",
+        FAILURE,
+        replace(FAILED, schedule_time=NOW + timedelta(seconds=61)),
+        FIX_LIVE,
+        POLICY,
+        None,
+    ),
+    (
         "deadline-no-answer-failed",
         FAILURE,
         replace(FAILED, last_response_time=None, last_status_code=4),
@@ -204,8 +277,9 @@ def test_fix_evidence_is_asked_for_only_after_every_cheaper_guard():
 
 
 def test_in_flight_can_be_left_to_the_job():
-    busy = replace(FAILED, last_dispatch_time=t(1), last_response_time=t(9.9))
-    assert decide(FAILURE, busy, FIX_LIVE, POLICY, NOW).outcome is Outcome.SKIPPED_IN_FLIGHT
+    busy = replace(FAILED, last_dispatch_time=t(8.5), last_response_time=t(9.9))
+    in_flight = decide(FAILURE, busy, FIX_LIVE, POLICY, NOW)
+    assert in_flight.outcome is Outcome.DEFERRED and in_flight.http_status == 503
     queued = decide(FAILURE, busy, FixEvidence("none"), POLICY, NOW, check_in_flight=False)
     assert queued.action is Action.RUN
 

@@ -90,7 +90,9 @@ def test_record_fields():
         (Outcome.FAILED, "ERROR"),
         (Outcome.PERMISSION_DENIED, "ERROR"),
         (Outcome.INVALID_SIGNAL, "WARNING"),
-        (Outcome.SKIPPED_IN_FLIGHT, "INFO"),
+        (Outcome.DEFERRED, "INFO"),
+        (Outcome.SKIPPED_RETRY_DUE, "INFO"),
+        (Outcome.SKIPPED_FIX_INEFFECTIVE, "WARNING"),
     ],
 )
 def test_severity_follows_meaning(outcome, severity):

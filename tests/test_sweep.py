@@ -134,8 +134,6 @@ def deploy(services: tuple[str, ...] = (), queues: tuple[QueueName, ...] = ()) -
         (deploy(queues=(Q["x"],)), ("x",), "signal", ()),
         (deploy(("web",), (Q["x"], Q["c"])), ("x", "c"), "signal", ()),
         (deploy(("billing", "ghost"), (Q["x"],)), ("x", "a", "b"), "signal and service map", ()),
-        # nothing mappable: the exact allowlisted queues, sorted (the pattern is not expanded)
-        (deploy(("ghost",)), ("a", "c"), "allowlist default", ("ghost",)),
     ],
 )
 def test_plan_for_deploy(signal, queues, basis, unmapped):
@@ -146,6 +144,24 @@ def test_plan_for_deploy(signal, queues, basis, unmapped):
         assert plan.unmapped == unmapped
 
 
+@pytest.mark.parametrize("check", ["none", "static"])
+def test_an_unmapped_deploy_is_no_evidence_for_other_queues(check):
+    """A build of any service (a `_SERVICE_NAME` nobody maps) must not force-run the allowed
+    queues with its own time as the fix: with a fix check other than `revision`, nothing."""
+    extra = {"REDRIVE_FIX_DEPLOYED_AT": "2026-11-01T00:00:00Z"} if check == "static" else {}
+    plan = plan_for(deploy(("ghost",)), REF, settings(REDRIVE_FIX_CHECK=check, **extra))
+    assert plan.queues == () and plan.basis == "none"
+    assert "ghost" in plan.note and "REDRIVE_SERVICE_MAP" in plan.note
+
+
+def test_an_unmapped_deploy_with_the_revision_check_lets_each_tasks_revision_decide():
+    # The exact allowlisted queues, sorted (the pattern is not expanded), with no deploy time:
+    # the sweep then asks each task's Cloud Run revision, as for a queue alert.
+    plan = plan_for(deploy(("ghost",)), REF, settings())
+    assert plan.queues == (Q["a"], Q["c"]) and plan.deployed_at is None
+    assert plan.basis == "allowlist, revision check" and plan.unmapped == ("ghost",)
+
+
 def test_plan_for_deploy_lists_unmapped_services():
     plan = plan_for(deploy(("billing", "ghost"), (Q["x"],)), REF, settings())
     assert plan.unmapped == ("ghost",) and plan.services == ("billing", "ghost")
@@ -153,7 +169,7 @@ def test_plan_for_deploy_lists_unmapped_services():
 
 def test_plan_for_deploy_with_nothing_to_default_to_is_empty():
     plan = plan_for(deploy(("ghost",)), REF, Settings.from_env({}))
-    assert plan.queues == () and plan.basis == "allowlist default"
+    assert plan.queues == () and plan.basis == "none" and plan.note
 
 
 def test_plan_for_queue_alert():

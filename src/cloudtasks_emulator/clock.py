@@ -24,6 +24,11 @@ class Clock:
         elapsed = (time.monotonic() - self._origin_mono) * self.time_scale
         return self._origin_wall + timedelta(seconds=elapsed)
 
+    @property
+    def origin_epoch_s(self) -> float:
+        """The wall-clock instant (epoch seconds) at which emulated and real time coincide."""
+        return self._origin_epoch
+
     def now_s(self) -> float:
         """Emulated now as epoch seconds (the hot paths keep floats, not datetimes)."""
         return self._origin_epoch + (time.monotonic() - self._origin_mono) * self.time_scale

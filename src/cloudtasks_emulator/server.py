@@ -95,11 +95,19 @@ class Emulator:
         return f"http://{self.host}:{self.rest.port}"
 
     def env(self) -> dict[str, str]:
-        """Environment that points the project's clients at this emulator."""
-        return {
+        """Environment that points clients at this emulator. A time-scaled emulator also gives
+        its clock (`CLOUD_TASKS_EMULATOR_CLOCK=EPOCH_S,SCALE`: emulated now is EPOCH_S plus the
+        wall-clock seconds since then times SCALE), so that an application can keep time with
+        the tasks' timestamps."""
+        env = {
             "CLOUD_TASKS_EMULATOR_HOST": self.grpc_target,
             "CLOUD_RUN_EMULATOR_HOST": self.grpc_target,
         }
+        if self.clock.time_scale != 1.0:
+            env["CLOUD_TASKS_EMULATOR_CLOCK"] = (
+                f"{self.clock.origin_epoch_s!r},{self.clock.time_scale!r}"
+            )
+        return env
 
 
 def serve(

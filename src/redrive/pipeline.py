@@ -1,4 +1,4 @@
-"""One failed task, start to finish: screen → read → decide → act → record.
+"""One failed task, start to finish: screen → read → decide → claim → act → record.
 
 Every path that acts on a task goes through here: handle_signal (direct and queued mode), run_job,
 the sweep (both modes) and the operator's command line. The steps exist once:
@@ -7,8 +7,13 @@ the sweep (both modes) and the operator's command line. The steps exist once:
 - read: GetTask, or the state a sweep has just listed;
 - decide: the pure core (redrive.core.decide), with fix evidence from the job or the deploy that
   carries it, else from the configured fix check (asked only when every cheaper guard passed);
-- act: the `Act` the caller asks for, RunTask (`RUN`) or one redrive job (`ENQUEUE`); a RunTask
-  waits for the direct-mode throttle first and reads the task again when its facts may be old;
+- claim: before a RunTask, the failure is claimed in the claims register (redrive.core.claims,
+  when REDRIVE_CLAIMS_QUEUE is set): at most one forced run per failure and per task and fix,
+  across instances and duplicate deliveries; the delivery that holds the claim (`owner`) may come
+  back after a fault, anybody else stands aside;
+- act: the `Act` the caller asks for, RunTask (`RUN`) or one redrive job (`ENQUEUE`, whose
+  deterministic name is its own claim); a RunTask waits for the direct-mode throttle first and
+  reads the task again when its facts may be old;
 - record: one outcome line per decision (`record`).
 
 `process` runs the steps for one task. A sweep that creates many jobs at once calls `prepare`
@@ -25,7 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
+from redrive.adapters.claims import Grant, Refusal
 from redrive.core import errors
+from redrive.core.claims import FailureKey, fix_identity
 from redrive.core.decide import (
     Action,
     Failure,
@@ -75,6 +82,9 @@ class Request:
     throttle_timeout_s: float | None = None
     """How long to wait for a RunTask slot; None: REDRIVE_RETRY_DEADLINE_S (at least 1 s). With no
     slot in time the Result is FAILED (429) and its `extra` says `no_run_slot`."""
+    owner: str = "unknown"
+    """Who acts: the delivery that may come back after a fault (`msg:<Pub/Sub message id>`,
+    `job:<redrive job name>`, `cli:<run id>`); the claim is held in its name."""
 
 
 @dataclass(frozen=True)
@@ -228,10 +238,58 @@ def _run(pending: Pending, rt: Runtime) -> Result:
                 return Result.of(decision, state=fresh, fix=evidence)
             assert fresh is not None
             state = fresh
-        run = rt.tasks.run(failure.task, state)
+        claimed = _claim(request, state, evidence, rt)
     except errors.RedriveError as err:
         return Result.of(for_error(err), state=state, fix=evidence)
-    return Result.of(after_run(run), state=state, fix=evidence, run=run)
+    if isinstance(claimed, Refusal):
+        return Result(
+            claimed.outcome,
+            claimed.reason,
+            claimed.http_status,
+            state=state,
+            fix=evidence,
+            claim=claimed.fields(),
+        )
+    claim = claimed.fields() if claimed is not None else None
+    try:
+        run = rt.tasks.run(failure.task, state)
+    except errors.RedriveError as err:
+        claims = rt.claims
+        if claimed is not None and claims is not None and _never_dispatched(err):
+            claims.end(claimed, f"RunTask refused: {err}")
+        result = Result.of(for_error(err), state=state, fix=evidence, claim=claim)
+        if isinstance(err, errors.OutcomeUnknownError):
+            result.reason += (
+                f"; the failure stays claimed by {request.owner}, which looks again after "
+                f"{2 * rt.settings.rpc_timeout_s:g}s"
+                if claimed is not None
+                else "; without a claims queue the next delivery decides from the task's state"
+            )
+        return result
+    return Result.of(after_run(run), state=state, fix=evidence, run=run, claim=claim)
+
+
+def _claim(
+    request: Request, state: TaskState, evidence: FixEvidence | None, rt: Runtime
+) -> Grant | Refusal | None:
+    """The claim step: a Grant, a Refusal, or None when no claims queue is configured."""
+    claims = rt.claims
+    if claims is None:
+        return None
+    task = request.failure.task
+    return claims.claim(
+        FailureKey(task, state.dispatch_count),
+        fix=fix_identity(evidence),
+        owner=request.owner,
+        reread=lambda: rt.tasks.get(task),
+    )
+
+
+def _never_dispatched(err: errors.RedriveError) -> bool:
+    """True when RunTask's error proves it did not dispatch (the next attempt may go at once)."""
+    return isinstance(
+        err, errors.QuotaExceededError | errors.PermissionDeniedError | errors.InvalidRequestError
+    )
 
 
 def _throttle_wait_s(request: Request, rt: Runtime) -> float:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
+from redrive.adapters.claims import Claims
 from redrive.adapters.clients import run_clients, tasks_client
 from redrive.adapters.cloudrun import CloudRun
 from redrive.adapters.cloudtasks import CloudTasks
@@ -20,10 +21,6 @@ from redrive.adapters.ratelimit import TokenBucket
 from redrive.core.config import Settings
 from redrive.core.decide import Policy
 from redrive.core.records import COMPONENT
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Runtime:
@@ -36,17 +33,33 @@ class Runtime:
         tasks: CloudTasks | None = None,
         cloudrun: CloudRun | None = None,
         log: OutcomeLog | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.policy = Policy.from_settings(settings)
-        self.clock = clock
+        self.clock: Callable[[], datetime] = clock or settings.now
         self.log = log or OutcomeLog()
         self.limiter = TokenBucket(settings.direct_rate_per_s, burst=1.0)
         self._tasks = tasks
         self._cloudrun = cloudrun
+        self._claims: Claims | None = None
         self._lock = threading.Lock()
         self.fix_check: FixCheck = make_fix_check(settings, self.cloudrun)
+
+    @property
+    def claims(self) -> Claims | None:
+        """The claims register (REDRIVE_CLAIMS_QUEUE), or None when no claims queue is set."""
+        queue = self.settings.claims_queue
+        if queue is None:
+            return None
+        tasks = self.tasks
+        with self._lock:
+            if self._claims is None:
+                # A RunTask that timed out may still dispatch on the service for about as long as
+                # its deadline: twice the RPC timeout is when its outcome shows in the task.
+                window_s = 2 * self.settings.rpc_timeout_s
+                self._claims = Claims(tasks, queue, window_s=window_s, clock=self.clock)
+            return self._claims
 
     @property
     def tasks(self) -> CloudTasks:
@@ -57,6 +70,7 @@ class Runtime:
                     api_version=self.settings.tasks_api,
                     response_view=self.settings.response_view,
                     retry_deadline_s=self.settings.retry_deadline_s,
+                    call_timeout_s=self.settings.rpc_timeout_s,
                 )
             return self._tasks
 
@@ -65,7 +79,10 @@ class Runtime:
             if self._cloudrun is None:
                 services, revisions = run_clients(self.settings)
                 self._cloudrun = CloudRun(
-                    services, revisions, retry_deadline_s=self.settings.retry_deadline_s
+                    services,
+                    revisions,
+                    retry_deadline_s=self.settings.retry_deadline_s,
+                    call_timeout_s=self.settings.rpc_timeout_s,
                 )
             return self._cloudrun
 

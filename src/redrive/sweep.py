@@ -12,8 +12,9 @@ A sweep has a time budget (REDRIVE_SWEEP_BUDGET_S, below the function timeout). 
 the sweep stops between two tasks, logs where it stopped (queue, page, page token, counts) and
 reports itself incomplete; handle_signal then raises so the platform delivers the signal again.
 The next delivery starts over from the first page: tasks already handled are either gone
-(succeeded), dispatched after the deploy (not selected again) or hold a job name that Cloud Tasks
-refuses a second time, so nothing runs twice.
+(succeeded), dispatched after the deploy (not selected again), claimed (direct mode) or hold a job
+name that Cloud Tasks refuses a second time (queued mode: every selected task's job is created
+again and met as SKIPPED_DUPLICATE), so nothing runs twice and nothing is skipped on a guess.
 """
 
 from __future__ import annotations
@@ -32,15 +33,26 @@ from redrive import pipeline
 from redrive.adapters.cloudtasks import CloudTasks
 from redrive.adapters.jobqueue import CONCURRENCY, JobQueue
 from redrive.core import errors
+from redrive.core.claims import Checkpoint
 from redrive.core.decide import Failure, FixEvidence, SignalRef, for_error
-from redrive.core.jobs import job_name
-from redrive.core.names import QueueName, TaskName
+from redrive.core.names import QueueName
 from redrive.core.outcomes import Outcome
 from redrive.core.records import COMPONENT, Result, build_record, iso, signal_fields
 from redrive.core.selection import Pick, SweepPlan, plan_for, select
 from redrive.core.signals import Deploy, QueueAlert
 from redrive.core.state import TaskState
 from redrive.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Page:
+    """One ListTasks page: its number, the token that fetched it, its tasks, the next token."""
+
+    number: int
+    token: str
+    tasks: list[Any]
+    next_token: str
+
 
 PAGE_SIZE = 1000
 """ListTasks' maximum page size: fewest round trips, one page (≈1 MB of BASIC tasks) in memory."""
@@ -77,16 +89,18 @@ class SweepReport:
     pages: int = 0
     tasks_seen: int = 0
     selected: int = 0
-    already_swept: int = 0
-    """Selected tasks on pages a previous delivery of the same signal had finished (queued)."""
     complete: bool = True
     stopped_at: dict[str, Any] | None = None
+    resumed_from_page: int | None = None
+    """Queued mode: the page a redelivered sweep resumed at (its last checkpoint's next page)."""
     duration_ms: float = 0.0
 
     @property
     def redeliver(self) -> bool:
         """True when the signal should be delivered again (cut short, or a transient fault)."""
-        return not self.complete or self.counts[Outcome.FAILED.value] > 0
+        return not self.complete or any(
+            count and Outcome(outcome).redeliver for outcome, count in self.counts.items()
+        )
 
     def record(self) -> dict[str, Any]:
         plan = self.plan
@@ -98,8 +112,8 @@ class SweepReport:
             f"SWEEP {len(plan.queues)} queue(s), {self.tasks_seen} task(s) seen in {self.pages} "
             f"page(s), {self.selected} selected: {counts}; {done}"
         )
-        if self.already_swept:
-            message += f"; {self.already_swept} on pages swept by an earlier delivery"
+        if self.resumed_from_page:
+            message += f"; resumed at page {self.resumed_from_page} (checkpoint)"
         if self.stopped_at:
             message += f"; stopped in {self.stopped_at['queue']} at page {self.stopped_at['page']}"
         return {
@@ -109,6 +123,7 @@ class SweepReport:
             "outcome": Outcome.SWEEP.value,
             "queues": [str(q) for q in plan.queues],
             "basis": plan.basis,
+            "note": plan.note or None,
             "services": list(plan.services),
             "unmapped_services": list(plan.unmapped),
             "deployed_at": iso(plan.deployed_at),
@@ -119,9 +134,9 @@ class SweepReport:
             "pages": self.pages,
             "tasks_seen": self.tasks_seen,
             "selected": self.selected,
-            "already_swept": self.already_swept,
             "complete": self.complete,
             "stopped_at": self.stopped_at,
+            "resumed_from_page": self.resumed_from_page,
             "duration_ms": round(self.duration_ms, 1),
             "dry_run": self.dry_run,
             "mode": self.mode,
@@ -148,8 +163,11 @@ class Sweeper:
         on_result: Callable[[Failure, Result], None] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        owner: str | None = None,
     ) -> None:
         self.rt = rt
+        self.owner = owner
+        """Who holds the claims of a direct-mode sweep: by default the signal's delivery."""
         self.settings = rt.settings
         self.budget_s = rt.settings.sweep_budget_s if budget_s is None else budget_s
         self.entry_point = entry_point
@@ -169,6 +187,7 @@ class Sweeper:
         self._deadline = started + self.budget_s
         self._seen_at = self.rt.clock()
         self._plan = plan
+        self._owner = self.owner or f"msg:{plan.signal.message_id}"
         self._progress = Progress()
         report = SweepReport(
             plan,
@@ -178,6 +197,8 @@ class Sweeper:
         )
         self._report = report
         self._jobs: JobQueue | None = None
+        self._clean = True
+        self._page_faults = 0
         try:
             for queue in plan.queues:
                 if not self._queue_allowed(queue):
@@ -197,14 +218,10 @@ class Sweeper:
     # -- queues and pages ------------------------------------------------------------------
 
     def _queue_allowed(self, queue: QueueName) -> bool:
-        if self.rt.policy.allowlist.allows(queue):
+        refusal = self.rt.policy.queue_refusal(queue)
+        if refusal is None:
             return True
-        why = (
-            "REDRIVE_ALLOWED_QUEUES is empty"
-            if self.rt.policy.allowlist.empty
-            else f"queue {queue} is not in REDRIVE_ALLOWED_QUEUES"
-        )
-        self._queue_line(queue, Result(Outcome.SKIPPED_NOT_ALLOWED, why))
+        self._queue_line(queue, Result(Outcome.SKIPPED_NOT_ALLOWED, refusal))
         return False
 
     def _queue_line(self, queue: QueueName, result: Result) -> None:
@@ -225,20 +242,29 @@ class Sweeper:
         )
 
     def _pages(
-        self, queue: QueueName, *, check_budget: bool = True
-    ) -> Iterator[tuple[int, str, list[Any]]]:
-        """(page number, the token that fetched it, its tasks): one ListTasks call per page."""
-        token = ""
-        number = 0
+        self, queue: QueueName, *, check_budget: bool = True, start: Checkpoint | None = None
+    ) -> Iterator[Page]:
+        """One ListTasks call per page, from the first page or from a checkpoint's token."""
+        token = start.next_token if start else ""
+        number = start.page if start else 0
         while True:
             if check_budget:
                 self._check_budget(queue, number + 1, token, 0)
             deadline_s = min(self.settings.retry_deadline_s, self._remaining())
-            tasks, next_token = self.rt.tasks.list_page(
-                queue, token, page_size=self.page_size, deadline_s=deadline_s
-            )
+            try:
+                tasks, next_token = self.rt.tasks.list_page(
+                    queue, token, page_size=self.page_size, deadline_s=deadline_s
+                )
+            except errors.InvalidRequestError:
+                if not (start and token == start.next_token):
+                    raise
+                # A page token lives two hours: past that, sweep from the first page again
+                # (every job that exists is met as SKIPPED_DUPLICATE).
+                self._report.resumed_from_page = None
+                token, number, start = "", 0, None
+                continue
             number += 1
-            yield number, token, tasks
+            yield Page(number, token, tasks, next_token)
             if not next_token:
                 return
             token = next_token
@@ -249,7 +275,8 @@ class Sweeper:
         progress.queue = str(queue)
         try:
             pages = self._prefetched(queue) if self.settings.queued else self._pages(queue)
-            for number, token, tasks in pages:
+            for page in pages:
+                number, token, tasks = page.number, page.token, page.tasks
                 report.pages += 1
                 progress.pages += 1
                 chosen: list[tuple[int, TaskState]] = []
@@ -267,6 +294,7 @@ class Sweeper:
                 progress.selected = report.selected
                 self._notify()
                 self._handle_page(queue, number=number, token=token, chosen=chosen)
+                self._checkpoint(queue, page)
         except errors.RedriveError as err:
             decision = for_error(err)
             assert decision.outcome is not None
@@ -276,23 +304,56 @@ class Sweeper:
                 reason = f"listing tasks failed: {decision.reason}"
             self._queue_line(queue, Result(decision.outcome, reason, decision.http_status))
 
-    def _prefetched(self, queue: QueueName) -> Iterator[tuple[int, str, list[Any]]]:
-        """Queued mode: `_pages`, listing the next page while this page's jobs are created (the
-        ListTasks round trip then costs no time). The budget is checked here, before each page is
-        handed out, so the listing thread never records a stop; a page listed after the budget
-        ran out is dropped unread."""
-        pages = self._pages(queue, check_budget=False)
+    def _prefetched(self, queue: QueueName) -> Iterator[Page]:
+        """Queued mode: `_pages` from the last checkpoint of this sweep, listing the next page
+        while this page's jobs are created (the ListTasks round trip then costs no time). The
+        budget is checked here, before each page is handed out, so the listing thread never
+        records a stop; a page listed after the budget ran out is dropped unread."""
+        start = self._resume_point(queue)
+        self._clean = True
+        pages = self._pages(queue, check_budget=False, start=start)
         lister = ThreadPoolExecutor(1, thread_name_prefix="redrive-list")
         try:
-            self._check_budget(queue, 1, "", 0)
+            first = start.page + 1 if start else 1
+            self._check_budget(queue, first, start.next_token if start else "", 0)
             ahead = lister.submit(next, pages, None)
             while (page := ahead.result()) is not None:
-                number, token, _ = page
-                self._check_budget(queue, number, token, 0)
+                self._check_budget(queue, page.number, page.token, 0)
                 ahead = lister.submit(next, pages, None)
                 yield page
         finally:
             lister.shutdown(wait=False, cancel_futures=True)
+
+    def _resume_point(self, queue: QueueName) -> Checkpoint | None:
+        claims = self.rt.claims
+        if claims is None or self.settings.dry_run or not self._plan.signal.message_id:
+            return None
+        try:
+            start = claims.resume_point(self._sweep_id(), queue)
+        except errors.RedriveError:
+            return None  # best effort: from the first page, every existing job is a duplicate
+        if start is not None:
+            self._report.resumed_from_page = start.page + 1
+        return start
+
+    def _checkpoint(self, queue: QueueName, page: Page) -> None:
+        """Queued mode: once every selected task of a page holds its job (created now or before),
+        and every page before it did too, record where the next page starts."""
+        claims = self.rt.claims
+        if not self.settings.queued or claims is None or self.settings.dry_run:
+            return
+        if not self._plan.signal.message_id or not self._clean:
+            return
+        if self._page_faults:
+            self._clean = False  # a gap: later pages must not be taken for done either
+            return
+        if page.next_token:
+            claims.checkpoint(
+                Checkpoint(self._sweep_id(), queue, page.number, page.next_token, self.rt.clock())
+            )
+
+    def _sweep_id(self) -> str:
+        return f"{self._plan.signal.kind}:{self._plan.signal.message_id}"
 
     def _handle_page(
         self,
@@ -314,21 +375,19 @@ class Sweeper:
                     self._stop(queue, number, token, index)
                 self._done(failure, result)
             return
-        # Queued mode: a page is all or nothing (the budget was checked before listing it), and
-        # its last selected task gets its job only after all the others. So on a redelivery, a
-        # waiting job for a page's last task means the whole page was swept: one GetTask skips it
-        # instead of one CreateTask per task, and a long sweep makes progress on every delivery.
+        # Queued mode: a page is all or nothing (the budget was checked before listing it). On a
+        # redelivery every selected task's job is created again: its name is taken when it was
+        # created before (SKIPPED_DUPLICATE), whoever created it. Nothing infers "this page was
+        # swept" from one job: a per-task signal or a failed CreateTask would make that guess
+        # wrong and leave tasks without a job while the SWEEP line says complete.
+        self._page_faults = 0
         if not chosen:
-            return
-        if self._page_already_swept(chosen[-1][1]):
-            self._report.already_swept += len(chosen)
             return
         states = [state for _, state in chosen]
         failures = [self._failure(state) for state in states]
-        head = self._enqueue_all(failures[:-1], states[:-1])
-        for failure, result in zip(failures[:-1], head, strict=True):
+        for failure, result in zip(failures, self._enqueue_all(failures, states), strict=True):
+            self._page_faults += result.outcome.redeliver
             self._done(failure, result)
-        self._done(failures[-1], self._enqueue_all(failures[-1:], states[-1:])[0])
 
     def _enqueue_all(self, failures: list[Failure], states: list[TaskState]) -> list[Result]:
         """Queued mode: prepare each task's job, create the allowed ones concurrently, finish."""
@@ -348,16 +407,6 @@ class Sweeper:
             item if isinstance(item, Result) else pipeline.finish(item, next(answers))
             for item in planned
         ]
-
-    def _page_already_swept(self, last: TaskState) -> bool:
-        settings = self.settings
-        if settings.dry_run or settings.redrive_queue is None:
-            return False
-        name = job_name(settings.redrive_queue, last.name, last.dispatch_count)
-        try:
-            return self.rt.tasks.get(TaskName.parse(name)) is not None
-        except errors.RedriveError:
-            return False  # unsure: sweep the page; job names still prevent duplicates
 
     def _check_budget(self, queue: QueueName, page: int, token: str, index: int) -> None:
         if self._monotonic() >= self._deadline:
@@ -402,6 +451,7 @@ class Sweeper:
             listed=state,
             throttle=throttle,
             throttle_timeout_s=self._remaining(),
+            owner=self._owner,
         )
 
     def _evidence(self, state: TaskState) -> FixEvidence:
@@ -455,23 +505,29 @@ def sweep_signal(signal: Deploy | QueueAlert, ref: SignalRef, rt: Runtime) -> li
     delivered again (budget spent or a transient fault), which makes handle_signal raise.
     """
     plan = plan_for(signal, ref, rt.settings)
-    if not plan.queues:
-        why = (
-            "deploy names no queue: its services "
-            f"({', '.join(plan.services) or 'none'}) are not in REDRIVE_SERVICE_MAP and "
-            "REDRIVE_ALLOWED_QUEUES lists no exact queue to default to"
+    verdict: tuple[Outcome, str] | None = None
+    if plan.deployed_at is not None and rt.settings.is_future(plan.deployed_at, rt.clock()):
+        # A fix cannot be live before it is deployed; selecting "failed before T" with T ahead
+        # would force-run the same still-failing tasks on every delivery.
+        verdict = (
+            Outcome.INVALID_SIGNAL,
+            f"the deploy time {iso(plan.deployed_at)} is in the future (more than "
+            f"REDRIVE_CLOCK_SKEW_S={rt.settings.clock_skew_s:g}s ahead)",
         )
+    elif not plan.queues:
+        verdict = (Outcome.IGNORED, plan.note)
+    if verdict is not None:
         rt.log.emit(
             build_record(
-                outcome=Outcome.IGNORED,
-                reason=why,
+                outcome=verdict[0],
+                reason=verdict[1],
                 signal=ref,
                 dry_run=rt.settings.dry_run,
                 api_version=rt.settings.tasks_api,
                 mode="queued" if rt.settings.queued else "direct",
             )
         )
-        return [Outcome.IGNORED]
+        return [verdict[0]]
     report = Sweeper(rt).run(plan)
     return [Outcome.SWEEP, Outcome.FAILED] if report.redeliver else [Outcome.SWEEP]
 

@@ -16,6 +16,7 @@ import io
 import json
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -34,10 +35,13 @@ Exit codes:
   1  a task or queue FAILED (transient fault, quota) or PERMISSION_DENIED
   2  usage or bad input: bad option, malformed name, bad REDRIVE_* setting,
      a queue that does not exist or is not allowed (see --allow-any-queue)
-  3  sweep incomplete: the --budget ran out before every page was swept"""
+  3  not finished: a sweep's --budget ran out before every page was swept, or the
+     task is DEFERRED (an attempt is in flight, or an earlier forced run's outcome
+     is not known yet): run the same command again later"""
 
 _FAILED = {"FAILED", "PERMISSION_DENIED"}
 _USAGE = {"INVALID_SIGNAL", "SKIPPED_NOT_ALLOWED"}
+_LATER = {"DEFERRED"}
 
 
 @click.group(epilog=EXIT_CODES_HELP)
@@ -202,7 +206,8 @@ def run(
     rt = _runtime(records, **overrides)
     failure = Failure(task, rt.clock(), SignalRef("cli", "operator"))
     started = time.monotonic()
-    result = pipeline.process(pipeline.Request(failure, pipeline.Act.RUN), rt)
+    request = pipeline.Request(failure, pipeline.Act.RUN, owner=f"cli:{uuid.uuid4().hex}")
+    result = pipeline.process(request, rt)
     pipeline.record(
         rt, result, failure=failure, signal=failure.signal, entry_point="cli", started=started
     )
@@ -214,6 +219,8 @@ def run(
         sys.exit(EXIT_FAILED)
     if outcome in _USAGE:
         sys.exit(EXIT_USAGE)
+    if outcome in _LATER:
+        sys.exit(EXIT_INCOMPLETE)
 
 
 _STYLES = {
@@ -342,6 +349,7 @@ def sweep(
         budget_s=budget if budget is not None else 1e12,
         entry_point="cli",
         on_progress=on_progress,
+        owner=f"cli:{uuid.uuid4().hex}",
     )
     with progress_bar:
         report = sweeper.run(plan)
@@ -420,7 +428,7 @@ def _sweep_exit(report: Any) -> int:
         return EXIT_FAILED
     if queue_outcomes & {"NOT_FOUND", "SKIPPED_NOT_ALLOWED"}:
         return EXIT_USAGE
-    if not report.complete:
+    if not report.complete or any(report.counts[o] for o in _LATER):
         return EXIT_INCOMPLETE
     return EXIT_OK
 

@@ -202,6 +202,21 @@ class Stack:
         self.target.stop()
         self.emu.stop()
 
+    def claims(self, queue_id: str = "redrive-claims") -> str:
+        """The claims queue (REDRIVE_CLAIMS_QUEUE), paused as production keeps it; made once."""
+        name = f"{PARENT}/queues/{queue_id}"
+        if self.get_queue(name) is None:
+            self.queue(queue_id, paused=True)
+        return name
+
+    def get_queue(self, name: str) -> Any:
+        from google.api_core import exceptions as gexc
+
+        try:
+            return self.client.get_queue(request={"name": name})
+        except gexc.NotFound:
+            return None
+
     def queue(self, queue_id: str, min_backoff_s: float = 3600.0, paused: bool = False) -> str:
         """A queue whose failed tasks wait `min_backoff_s` (emulated) before their retry."""
         name = f"{PARENT}/queues/{queue_id}"

@@ -49,6 +49,7 @@ def server_env(stack: Stack, queues: dict[str, str], **extra: str) -> dict[str, 
         "REDRIVE_MAX_SIGNAL_AGE": "1h",
         "REDRIVE_RETRY_DEADLINE_S": "1",
         "REDRIVE_DIRECT_RATE_PER_S": "50",
+        "REDRIVE_CLAIMS_QUEUE": stack.claims(),
         **extra,
     }
 
@@ -171,10 +172,25 @@ def test_in_flight(stack, queues, fn):
         "the attempt to reach the target",
     )
     stack.emu.cloudrun.deploy(BILLING_SVC)
-    post_signal(fn, dead_letter(task), "busy-1", now_rfc3339())
+    published = now_rfc3339()
+    first = post_signal(fn, dead_letter(task), "busy-1", published)
+    # Not dropped: the failure may be that very attempt's, so the message comes back later.
+    assert first.status_code == 500
     line = one_outcome(fn, "busy-1")
-    assert line["outcome"] == "SKIPPED_IN_FLIGHT" and line["task_state"]["in_flight"] is True
+    assert line["outcome"] == "DEFERRED" and line["task_state"]["in_flight"] is True
     assert runs_of(stack, task) == 0
+
+    stack.target.statuses["/billing/hang"] = 200  # the fix is live for the forced run
+    stack.target.release()  # the attempt ends (the old code answers 500)
+    wait_for(
+        lambda: (t := stack.get(task)) is not None and "response_time" in t.last_attempt,
+        "the hung attempt's answer",
+    )
+    again = post_signal(fn, dead_letter(task), "busy-1", published)  # Pub/Sub's redelivery
+    assert again.status_code == 200
+    lines = fn.outcomes(signal__message_id="busy-1")
+    assert [x["outcome"] for x in lines] == ["DEFERRED", "DISPATCHED"]
+    assert runs_of(stack, task) == 1
 
 
 def test_already_retried(stack, queues, fn):

@@ -52,6 +52,7 @@ def servers(
         "REDRIVE_SERVICE_MAP": json.dumps({SERVICE: [queues["orders"]]}),
         "REDRIVE_TASKS_API": "v2",
         "REDRIVE_RETRY_DEADLINE_S": "2",
+        "REDRIVE_CLAIMS_QUEUE": stack.claims(),
     }
     job = FunctionServer("run_job", "http", env, logs / "run_job.log", port=job_port)
     signal = FunctionServer("handle_signal", "cloudevent", env, logs / "handle_signal.log")
@@ -159,18 +160,38 @@ def test_run_job_answers(stack, queues, servers):
     bad = post_job(job_fn, b'{"task": 1}', ours)
     assert bad.status_code == 200 and bad.json()["outcome"] == "INVALID_SIGNAL"
 
-    gone = post_job(job_fn, job_body(missing), ours)
+    # A live job of the (paused) redrive queue, whose task is gone: run_job acts on it.
+    body = job_body(missing)
+    job_id = "job-gone-1"
+    stack.client.pause_queue(request={"name": queues["redrive"]})
+    stack.client.create_task(
+        request={
+            "parent": queues["redrive"],
+            "task": {
+                "name": f"{queues['redrive']}/tasks/{job_id}",
+                "http_request": {"url": job_fn.url, "http_method": "POST", "body": body},
+            },
+        }
+    )
+    live = {**ours, "X-CloudTasks-TaskName": job_id}
+    gone = post_job(job_fn, body, live)
     assert gone.status_code == 200 and gone.json()["outcome"] == "NOT_FOUND"
     assert job_fn.outcomes(task=missing)[0]["outcome"] == "NOT_FOUND"
 
+    # A body that is not the job's as the queue holds it, or a job the queue does not hold.
+    forged = post_job(job_fn, job_body(missing), live)
+    assert forged.status_code == 403 and forged.json()["outcome"] == "INVALID_SIGNAL"
+    unknown = post_job(job_fn, body, {**ours, "X-CloudTasks-TaskName": "no-such-job"})
+    assert unknown.status_code == 403 and "no job" in unknown.json()["reason"]
+
     stack.emu.control.fail("GetTask", grpc.StatusCode.UNAVAILABLE, times=-1)
     try:
-        down = post_job(job_fn, job_body(missing), ours)
+        down = post_job(job_fn, body, live)
     finally:
         stack.emu.control.clear()
     assert down.status_code == 503 and down.json()["outcome"] == "FAILED"
     invalid_lines = [x for x in job_fn.outcomes(outcome="INVALID_SIGNAL")]
-    assert len(invalid_lines) == 3 and all(x["severity"] == "WARNING" for x in invalid_lines)
+    assert len(invalid_lines) == 5 and all(x["severity"] == "WARNING" for x in invalid_lines)
 
 
 def test_deploy_sweep_jobs_carry_the_deploy_as_fix_evidence(stack, queues, servers):

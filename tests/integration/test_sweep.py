@@ -61,6 +61,7 @@ def make_runtime(stack: Stack, allowed: list[str], **env: str) -> tuple[Runtime,
             "REDRIVE_FIX_CHECK": "none",
             "REDRIVE_RETRY_DEADLINE_S": "2",
             "REDRIVE_DIRECT_RATE_PER_S": "1000",
+            "REDRIVE_CLAIMS_QUEUE": stack.claims(),
             **env,
         }
     )
@@ -161,19 +162,19 @@ def test_queued_sweep_selects_exactly_the_failed_tasks_and_redelivery_duplicates
     assert sweep["complete"] is True and sweep["tasks_seen"] == 5 and sweep["selected"] == 2
     assert sweep["skipped"] == {"NEVER_ATTEMPTED": 1, "AFTER_DEPLOY": 1, "IN_FLIGHT": 1}
     assert sweep["counts"] == {"QUEUED": 1, "SKIPPED_DUPLICATE": 1}
-    assert sweep["basis"] == "signal" and sweep["already_swept"] == 0
+    assert sweep["basis"] == "signal" and sweep["resumed_from_page"] is None
     (summary,) = out.lines("redrive.signal")
     assert summary["counts"] == {"SWEEP": 1} and summary["outcome"] == "SWEEP"
     for line in out.lines("redrive.outcome"):
         assert line["fix"]["strategy"] == "deploy-signal" and line["sweep"] is True
         assert line["failed_dispatch_count"] == 1 and line["job"] in expected_jobs
 
-    # Pub/Sub delivers the same deploy signal again: the page's last job is waiting, so the
-    # page counts as swept; no job is created twice.
+    # Pub/Sub delivers the same deploy signal again: every selected task's job is met as taken;
+    # no job is created twice.
     rt2, out2 = make_runtime(stack, [mix.queue], **queued_env(redrive_queue))
     entry.handle_signal(event, rt2)
-    assert out2.outcomes() == {}
-    assert out2.sweeps()[0]["already_swept"] == 2 and out2.sweeps()[0]["complete"] is True
+    assert out2.outcomes() == {t: "SKIPPED_DUPLICATE" for t in mix.failing}
+    assert out2.sweeps()[0]["complete"] is True
     assert set(jobs_in(stack, redrive_queue)) == expected_jobs
     # Nothing was run by the sweep itself; only the one RunTask of the set-up.
     assert [r.task for r in stack.emu.control.run_log() if "/mixq/" in r.task] == [mix.again]
@@ -269,8 +270,8 @@ def test_budget_cut_queued_sweep_resumes_and_enqueues_each_job_once(stack):
             break
     assert [r.complete for r in reports] == [False, False, True]
     assert [r.counts["QUEUED"] for r in reports] == [4, 4, 1]
-    # Each delivery skips the pages an earlier one finished, one GetTask per page.
-    assert [r.already_swept for r in reports] == [0, 4, 8]
+    # Each delivery resumes after the last page an earlier one finished (its checkpoint).
+    assert [r.resumed_from_page for r in reports] == [None, 3, 5]
     assert {k for r in reports for k in r.counts} == {"QUEUED"}
     assert len(jobs_in(stack, rq)) == 9
     stopped = reports[0].stopped_at or {}
@@ -401,7 +402,7 @@ def test_missing_queue_and_listing_faults(stack):
     assert report.queue_outcomes[missing] == "PERMISSION_DENIED"
 
 
-def test_deploy_by_service_map_and_allowlist_default(stack):
+def test_deploy_by_service_map_and_the_revision_check_for_an_unmapped_deploy(stack):
     mapped = stack.queue("mapped")
     listed = stack.queue("listed")
     task_m = stack.failed_task(mapped, "m-1", "/mapped/fail")
@@ -415,11 +416,25 @@ def test_deploy_by_service_map_and_allowlist_default(stack):
     assert out.outcomes() == {task_m: "DRY_RUN"}
     assert out.sweeps()[0]["basis"] == "service map"
 
-    rt, out = make_runtime(stack, [mapped, listed], **env)
+    # A deploy of a service nobody maps is no evidence for the allowed queues: with the revision
+    # check each task's own service decides (listed's has a revision newer than its failure,
+    # mapped's has none).
+    stack.emu.cloudrun.deploy(f"{PARENT}/services/listed-svc")
+    revision = {
+        "REDRIVE_FIX_CHECK": "revision",
+        "REDRIVE_SERVICE_MAP": json.dumps(
+            {service: [mapped], f"{PARENT}/services/listed-svc": [listed]}
+        ),
+    }
+    rt, out = make_runtime(stack, [mapped, listed], **{**env, **revision})
     Sweeper(rt).run(plan_for(Deploy(at, "plain", services=("unknown",)), ref, rt.settings))
-    assert out.outcomes() == {task_m: "DRY_RUN", task_l: "DRY_RUN"}
+    assert out.outcomes() == {task_m: "SKIPPED_FIX_NOT_DEPLOYED", task_l: "DRY_RUN"}
     sweep = out.sweeps()[0]
-    assert sweep["basis"] == "allowlist default" and sweep["unmapped_services"] == ["unknown"]
+    assert sweep["basis"] == "allowlist, revision check" and sweep["deployed_at"] is None
+    assert sweep["unmapped_services"] == ["unknown"]
+    # Any other fix check: nothing is swept at all.
+    rt, out = make_runtime(stack, [mapped, listed], **env)
+    assert not plan_for(Deploy(at, "plain", services=("unknown",)), ref, rt.settings).queues
 
 
 def test_deploy_naming_nothing_redrive_knows_is_ignored(stack):

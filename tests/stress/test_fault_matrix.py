@@ -1,44 +1,49 @@
 """Fault matrix: every Cloud Tasks and Cloud Run call redrive makes fails with each gRPC code that
 matters, once and persistently, through real functions-framework servers and the emulator.
 
-The calls, read from the adapters (tasks.py, cloudrun_client.py) and the handlers:
+The calls, in the order each entry point makes them (the claims queue is configured, as in
+production; `#n` is the method's n-th call of the delivery, targeted with the emulator's `after`):
 
-| entry point              | calls                                                         |
-|--------------------------|---------------------------------------------------------------|
-| handle_signal, direct    | GetTask, run.GetService, run.GetRevision, RunTask              |
-|   (service from the URL) | + run.ListServices (no REDRIVE_SERVICE_MAP entry for the queue) |
-| handle_signal, queued    | GetTask, run.GetService, run.GetRevision, CreateTask           |
-| run_job                  | GetTask, run.GetService, run.GetRevision, RunTask              |
-| deploy sweep, direct     | ListTasks (then GetTask and RunTask per selected task)         |
-| deploy sweep, queued     | ListTasks, CreateTask (the async client, jobqueue.py)          |
+| entry point           | calls                                                                  |
+|-----------------------|------------------------------------------------------------------------|
+| handle_signal, direct | GetTask#0 (the task), run.GetService, run.GetRevision, then the claim:   |
+|                       | GetTask#1 (fix marker), CreateTask#0 (rung), CreateTask#1 (fix marker),  |
+|                       | then RunTask; + run.ListServices when the service comes from the URL     |
+| handle_signal, queued | GetTask#0, run.GetService, run.GetRevision, CreateTask#0 (the job)       |
+| run_job               | GetTask#0 (the job, as the redrive queue holds it), GetTask#1 (the task),|
+|                       | run.GetService, run.GetRevision, the claim (GetTask#2, CreateTask#0/#1), |
+|                       | RunTask                                                                  |
+| deploy sweep, direct  | ListTasks, GetTask#0 (fresh read), the claim (GetTask#1, CreateTask#0/#1)|
+|                       | RunTask                                                                  |
+| deploy sweep, queued  | GetTask#0 (the sweep's checkpoint, best effort), ListTasks, CreateTask#0 |
 
 (ListServices is exercised through direct mode only: the same adapter serves every entry point,
 and its host cache means each case needs a fresh instance, which is a server start.)
 
-What is "right", per code (errors.translate and decide.for_error, asserted exactly below):
+What is "right", per code (translate and decide.for_error, asserted exactly below):
 - PERMISSION_DENIED: outcome PERMISSION_DENIED (ERROR), acknowledged (handle_signal 2xx, run_job
   200): a missing grant does not heal by retrying, and retrying burns the RunTask quota.
 - UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL: transient. Idempotent reads and
   CreateTask (explicit name) are retried within REDRIVE_RETRY_DEADLINE_S, so one fault is absorbed.
-  RunTask is never retried blindly: after UNAVAILABLE/DEADLINE_EXCEEDED the task is read again and
-  RunTask is tried again only if the dispatch count shows it did not dispatch; after
-  RESOURCE_EXHAUSTED (quota) or INTERNAL it is not retried in-process at all. A fault that
-  outlasts the retries is FAILED (ERROR) and the platform delivers the work again: handle_signal
-  answers 500, run_job 429 for quota and 503 otherwise.
-- INTERNAL is treated as transient (google-api-core and the Cloud Tasks client's own retry
-  settings treat it as a server-side hiccup); it is safe because the next delivery re-reads the
-  task, so a RunTask that did dispatch despite answering INTERNAL is caught by the "dispatched
-  again since" guard instead of being run twice.
+  RunTask is never retried: after UNAVAILABLE, DEADLINE_EXCEEDED or INTERNAL its outcome is
+  unknown (the claim stays with the delivery, which waits until the task's state can tell); after
+  RESOURCE_EXHAUSTED it provably did not dispatch (an end marker frees the next attempt). A fault
+  that outlasts the retries is FAILED (ERROR) and the platform delivers the work again:
+  handle_signal answers 500, run_job 429 for quota and 503 otherwise.
+- A best-effort call (the queued sweep's checkpoint read) never fails the work: the sweep starts
+  from the first page instead.
 
-Every case then delivers the same work again with the faults cleared (what Pub/Sub or the redrive
-queue does after a non-2xx) and checks that the task was force-run exactly once over both
-deliveries (queued mode: exactly one job exists, nothing run).
+Every case then delivers the same work again with the faults cleared, as often as the answers ask
+for it (what Pub/Sub or the redrive queue does after a non-2xx; DEFERRED while a claimed attempt's
+outcome is unknown), and checks that the task was force-run exactly once over all deliveries
+(queued mode: exactly one job exists, nothing run).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -74,16 +79,64 @@ SWEEP_Q_SERVICE_ID = "fm-sweep-q"
 URL_SERVICE = f"{PARENT}/services/fm-by-url"
 RETRY_DEADLINE_S = "0.5"
 """Small, so a persistent fault reaches FAILED quickly; large enough for three attempts."""
-QUEUE_HEADER = {"X-CloudTasks-QueueName": "fm-redrive"}
+RPC_TIMEOUT_S = "0.5"
+"""A claimed RunTask whose outcome is unknown is judged after twice this (plus the claim's
+one-second timestamp): redeliveries within that time are DEFERRED."""
+REDELIVERIES = 12
+REDELIVERY_PAUSE_S = 0.5
+REDRIVE_QUEUE_ID = "fm-redrive"
 
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a delivery: the RPC method and how many calls of that method come first."""
+
+    method: str
+    after: int = 0
+    label: str = ""
+    best_effort: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.label or (self.method if not self.after else f"{self.method}#{self.after}")
+
+
+CLAIM = [
+    Call("GetTask", 1, "claim.fix-marker-read"),
+    Call("CreateTask", 0, "claim.rung"),
+    Call("CreateTask", 1, "claim.fix-marker"),
+]
 CALLS = {
-    "direct": ["GetTask", "run.GetService", "run.GetRevision", "RunTask", "run.ListServices"],
-    "queued": ["GetTask", "run.GetService", "run.GetRevision", "CreateTask"],
-    "run_job": ["GetTask", "run.GetService", "run.GetRevision", "RunTask"],
-    # A deploy signal in direct mode: the sweep lists the queue (ListTasks), then re-drives.
-    "sweep": ["ListTasks"],
-    # The same in queued mode: ListTasks, then one CreateTask per selected task.
-    "sweep_queued": ["ListTasks", "CreateTask"],
+    "direct": [
+        Call("GetTask"),
+        Call("run.GetService"),
+        Call("run.GetRevision"),
+        *CLAIM,
+        Call("RunTask"),
+        Call("run.ListServices"),
+    ],
+    "queued": [
+        Call("GetTask"),
+        Call("run.GetService"),
+        Call("run.GetRevision"),
+        Call("CreateTask"),
+    ],
+    "run_job": [
+        Call("GetTask", 0, "job.verify"),
+        Call("GetTask", 1, "GetTask"),
+        Call("run.GetService"),
+        Call("run.GetRevision"),
+        *(Call(c.method, c.after + (c.method == "GetTask"), c.label) for c in CLAIM),
+        Call("RunTask"),
+    ],
+    # A deploy signal in direct mode: the sweep lists the queue, reads each task again, claims.
+    "sweep": [Call("ListTasks"), Call("GetTask", 0, "GetTask"), *CLAIM, Call("RunTask")],
+    # The same in queued mode: the checkpoint probe, ListTasks, one CreateTask per task.
+    "sweep_queued": [
+        Call("GetTask", 0, "checkpoint-read", best_effort=True),
+        Call("ListTasks"),
+        Call("CreateTask"),
+    ],
 }
 SUCCESS = {
     "direct": "DISPATCHED",
@@ -100,15 +153,13 @@ class Expected:
     status: int
 
 
-def expected(entry: str, call: str, code: grpc.StatusCode, times: int) -> Expected:
+def expected(entry: str, call: Call, code: grpc.StatusCode, times: int) -> Expected:
     """The rule of the module docstring, as a function of the case."""
+    if call.best_effort:
+        return Expected(SUCCESS[entry], 200)
     if code is grpc.StatusCode.PERMISSION_DENIED:
         return Expected("PERMISSION_DENIED", 200)
-    retried_in_process = call != "RunTask" or code in (
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-    )
-    if times == ONCE and retried_in_process:
+    if times == ONCE and call.method != "RunTask":
         return Expected(SUCCESS[entry], 200)
     if entry == "run_job":
         return Expected("FAILED", 429 if code is grpc.StatusCode.RESOURCE_EXHAUSTED else 503)
@@ -118,13 +169,13 @@ def expected(entry: str, call: str, code: grpc.StatusCode, times: int) -> Expect
 @dataclass(frozen=True)
 class Case:
     entry: str
-    call: str
+    call: Call
     code: grpc.StatusCode
     times: int
 
 
 CASES = [
-    pytest.param(Case(entry, call, code, times), id=f"{entry}-{call}-{code.name}-{label}")
+    pytest.param(Case(entry, call, code, times), id=f"{entry}-{call.name}-{code.name}-{label}")
     for entry, calls in CALLS.items()
     for call in calls
     for code in CODES
@@ -139,8 +190,8 @@ def queues(stack: Stack) -> dict[str, str]:
         "fmurl": stack.queue("fmurl"),
         "fmsweep": stack.queue("fmsweep"),
         "fmsweepq": stack.queue("fmsweepq"),
-        # Paused: queued-mode jobs stay put; run_job is driven by posting the job directly.
-        "redrive": stack.queue("fm-redrive", paused=True),
+        # Paused: queued-mode jobs stay put; run_job is driven by posting a job it holds.
+        "redrive": stack.queue(REDRIVE_QUEUE_ID, paused=True),
     }
 
 
@@ -158,8 +209,10 @@ def base_env(stack: Stack, queues: dict[str, str]) -> dict[str, str]:
             }
         ),
         "REDRIVE_RETRY_DEADLINE_S": RETRY_DEADLINE_S,
+        "REDRIVE_RPC_TIMEOUT_S": RPC_TIMEOUT_S,
         "REDRIVE_DIRECT_RATE_PER_S": "100",
         "REDRIVE_MAX_SIGNAL_AGE": "1h",
+        "REDRIVE_CLAIMS_QUEUE": stack.claims(),
     }
 
 
@@ -196,20 +249,43 @@ def job_body(task: str, seen_at: str) -> bytes:
 class Delivery:
     """One piece of work (a Pub/Sub message or a redrive job) that can be delivered again."""
 
-    def __init__(self, entry: str, server: FunctionServer, task: str, message_id: str) -> None:
+    def __init__(
+        self, stack: Stack, entry: str, server: FunctionServer, task: str, message_id: str
+    ) -> None:
         self.entry = entry
         self.server = server
         self.task = task
         self.message_id = message_id
         self.published = now_rfc3339()
         self.seen = 0
+        if entry == "run_job":
+            # The job as the redrive queue holds it (paused, so it waits): run_job believes a
+            # request only when the queue holds that job with that body.
+            self.body = job_body(task, self.published)
+            queue = f"{PARENT}/queues/{REDRIVE_QUEUE_ID}"
+            stack.client.create_task(
+                request={
+                    "parent": queue,
+                    "task": {
+                        "name": f"{queue}/tasks/{message_id}",
+                        "http_request": {
+                            "url": server.url,
+                            "http_method": "POST",
+                            "body": self.body,
+                        },
+                    },
+                }
+            )
 
     def send(self) -> tuple[int, list[dict[str, Any]]]:
         """Deliver once; the HTTP status and the outcome lines this delivery added."""
         if self.entry == "run_job":
-            body = job_body(self.task, self.published)
+            headers = {
+                "X-CloudTasks-QueueName": REDRIVE_QUEUE_ID,
+                "X-CloudTasks-TaskName": self.message_id,
+            }
             status = httpx.post(
-                self.server.url, content=body, headers=QUEUE_HEADER, timeout=30
+                self.server.url, content=self.body, headers=headers, timeout=30
             ).status_code
             lines = self.server.outcomes(task=self.task)
         else:
@@ -223,11 +299,19 @@ class Delivery:
         new, self.seen = lines[self.seen :], len(lines)
         return status, new
 
+    def redeliver(self) -> list[tuple[int, list[dict[str, Any]]]]:
+        """Deliver again as the platform does: once, then as long as the answer is not 2xx."""
+        answers = [self.send()]
+        while answers[-1][0] >= 300 and len(answers) < REDELIVERIES:
+            time.sleep(REDELIVERY_PAUSE_S)
+            answers.append(self.send())
+        return answers
+
 
 def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case: Case) -> None:
     entry, call, code, times = case.entry, case.call, case.code, case.times
     n = next(_ids)
-    by_url = call == "run.ListServices"
+    by_url = call.method == "run.ListServices"
     queue = queues[
         "fmurl" if by_url else {"sweep": "fmsweep", "sweep_queued": "fmsweepq"}.get(entry, "fm")
     ]
@@ -239,15 +323,16 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
         stack.emu.cloudrun.deploy(SERVICE)  # the fix is live after the failed attempt...
     stack.target.statuses[path] = 200  # ...and the application now succeeds
     want = expected(entry, call, code, times)
-    delivery = Delivery(entry, server, task, f"fm-{n}")
+    delivery = Delivery(stack, entry, server, task, f"fm-{n}")
 
-    calls_before = stack.emu.control.call_counts().get(call, 0)
-    stack.emu.control.fail(call, code, times=times)
+    calls_before = stack.emu.control.call_counts().get(call.method, 0)
+    stack.emu.control.fail(call.method, code, times=times, after=call.after)
     try:
         status, lines = delivery.send()
     finally:
         stack.emu.control.clear()
-    assert stack.emu.control.call_counts().get(call, 0) > calls_before, f"{call} never called"
+    made = stack.emu.control.call_counts().get(call.method, 0) - calls_before
+    assert made > call.after, f"{call.name} never called ({made} call(s) of {call.method})"
 
     assert status == want.status, (status, lines)
     assert len(lines) == 1, lines
@@ -255,35 +340,33 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
     assert line["outcome"] == want.outcome, line
     if want.outcome in ("FAILED", "PERMISSION_DENIED"):
         assert line["severity"] == "ERROR"
-        assert code.name in line["reason"], line["reason"]
+        assert code.name in line["reason"] or call.method == "RunTask", line["reason"]
     if entry in ("direct", "queued"):
         (summary,) = server.summaries(delivery.message_id)
         assert summary["outcome"] == want.outcome
 
-    # The platform delivers again after a non-2xx (and a fixed grant lets a new signal through):
-    # the task is force-run exactly once over both deliveries, never lost, never twice.
-    again_status, again = delivery.send()
-    assert again_status == 200, again
+    # The platform delivers again after a non-2xx (and a fixed grant lets the work through):
+    # the task is force-run exactly once over all deliveries, never lost, never twice.
+    answers = delivery.redeliver()
+    final_status, final = answers[-1]
+    assert final_status == 200, answers
+    waits = [x["outcome"] for _, lines in answers[:-1] for x in lines]
+    assert set(waits) <= {"DEFERRED"}, answers  # only "not yet" before the work settles
     sweep = entry.startswith("sweep")
-    if sweep and want.outcome == SUCCESS[entry]:
-        # Direct: the task is done, the sweep selects nothing. Queued: the task waits for its
-        # job, and the probe of the page's last job shows the page was swept: no line at all.
-        assert again == [], again
+    done = want.outcome == SUCCESS[entry]
+    if sweep and done and entry == "sweep":
+        assert final == [], final  # the task is done: the sweep selects nothing
+    elif sweep and done:
+        assert [x["outcome"] for x in final] == ["SKIPPED_DUPLICATE"], final  # its job waits
     elif sweep:
-        assert [x["outcome"] for x in again] == [SUCCESS[entry]], again
-    else:
-        assert len(again) == 1, again
-    if sweep:
-        pass
-    elif want.outcome == SUCCESS[entry]:
+        assert [x["outcome"] for x in final] == [SUCCESS[entry]], answers
+    elif done:
         settled = (
-            {"SKIPPED_DUPLICATE"}
-            if entry == "queued"
-            else {"NOT_FOUND", "SKIPPED_IN_FLIGHT", "SKIPPED_ALREADY_RETRIED"}
+            {"SKIPPED_DUPLICATE"} if entry == "queued" else {"NOT_FOUND", "SKIPPED_ALREADY_RETRIED"}
         )
-        assert again[0]["outcome"] in settled, again
+        assert len(final) == 1 and final[0]["outcome"] in settled, answers
     else:
-        assert again[0]["outcome"] == SUCCESS[entry], again
+        assert len(final) == 1 and final[0]["outcome"] == SUCCESS[entry], answers
     if entry in ("queued", "sweep_queued"):
         job = job_name(QueueName.parse(queues["redrive"]), TaskName.parse(task), 1)
         assert stack.get(job) is not None, "the redrive job exists"
@@ -297,7 +380,7 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
 
 @pytest.mark.parametrize("case", CASES)
 def test_fault(stack, queues, servers, tmp_path, case):
-    if case.call == "run.ListServices":
+    if case.call.method == "run.ListServices":
         # A fresh instance: the host → service cache would otherwise skip ListServices.
         env = base_env(stack, queues)
         with function_server("handle_signal", "cloudevent", env, tmp_path / "fn.log") as fresh:
@@ -312,3 +395,5 @@ def test_matrix_covers_every_call_and_code():
     seen = {c.values[0] for c in CASES}
     assert len(seen) == sum(len(calls) for calls in CALLS.values()) * len(CODES) * 2
     assert {c.code for c in seen} == set(CODES)  # type: ignore[attr-defined]
+    claim_calls = {c.call.label for c in seen if c.call.label.startswith("claim.")}  # type: ignore[attr-defined]
+    assert claim_calls == {"claim.fix-marker-read", "claim.rung", "claim.fix-marker"}

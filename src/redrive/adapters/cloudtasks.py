@@ -8,15 +8,15 @@ redrive's tree here, once.
 Retry rules:
 - GetTask and CreateTask are retried on transient codes with google-api-core's `Retry`, bounded by
   `retry_deadline_s` (the client's own default retry is switched off so retries do not nest).
-- RunTask is never retried blindly: the Python client does not retry it, and a call that timed out
-  may still have dispatched. After UNAVAILABLE/DEADLINE_EXCEEDED the task is read again; a higher
-  dispatch count means it was dispatched. Only if it was not is RunTask tried again, within the
-  same deadline.
+- RunTask is never retried here: the Python client does not retry it, and a call that timed out
+  may still have dispatched, possibly after the read that follows. After
+  UNAVAILABLE/DEADLINE_EXCEEDED the task is read again: a higher dispatch count means it was
+  dispatched; otherwise the outcome is unknown (`OutcomeUnknownError`), and only a later delivery,
+  once the task's state can tell, decides again (see redrive.core.claims).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -92,8 +92,6 @@ class CloudTasks:
         retry_deadline_s: float = 30.0,
         call_timeout_s: float = 20.0,
         backoff_initial_s: float = RETRY_INITIAL_S,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.api_version = api_version
@@ -101,8 +99,6 @@ class CloudTasks:
         self.retry_deadline_s = retry_deadline_s
         self.call_timeout_s = call_timeout_s
         self.backoff_initial_s = backoff_initial_s
-        self._sleep = sleep
-        self._clock = clock
 
     def _retried(self, call: Callable[[], T]) -> T:
         retry = make_retry(self.retry_deadline_s, self.backoff_initial_s)
@@ -113,47 +109,62 @@ class CloudTasks:
 
     def get(self, task: TaskName) -> TaskState | None:
         """The task's state, or None when Cloud Tasks answers NOT_FOUND."""
-        request = {"name": str(task), "response_view": self.view}
+        got = self._get(str(task), self.view)
+        return None if got is None else TaskState.from_task(got)
+
+    def get_full(self, name: str) -> tuple[TaskState, bytes] | None:
+        """A task read with the FULL view: its state and its HTTP body (None when NOT_FOUND).
+
+        For redrive's own tasks only (jobs, claim markers): the body of a target task is never
+        read into a record.
+        """
+        got = self._get(name, VIEWS["FULL"])
+        if got is None:
+            return None
+        pb = type(got).pb(got) if hasattr(type(got), "pb") else got
+        body = bytes(pb.http_request.body) if pb.HasField("http_request") else b""
+        return TaskState.from_task(got), body
+
+    def _get(self, name: str, view: int) -> Any:
+        request = {"name": name, "response_view": view}
         try:
-            got = self._retried(
+            return self._retried(
                 lambda: self.client.get_task(
                     request=request, retry=None, timeout=self.call_timeout_s
                 )
             )
         except errors.NotFoundError:
             return None
-        return TaskState.from_task(got)
 
     def run(self, task: TaskName, before: TaskState) -> RunResult:
-        """Force-run `task` once; raises NotFoundError, PermissionDeniedError, TransientError..."""
+        """Force-run `task` once: one RunTask call, never two.
+
+        Raises NotFoundError, PermissionDeniedError, QuotaExceededError, InvalidRequestError, or
+        OutcomeUnknownError when the call failed in a way that may still have dispatched.
+        """
         from google.api_core import exceptions as gexc
 
         request = {"name": str(task), "response_view": self.view}
-        deadline = self._clock() + self.retry_deadline_s
-        delay_s = self.backoff_initial_s
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                ran = self.client.run_task(request=request, retry=None, timeout=self.call_timeout_s)
-            except (gexc.ServiceUnavailable, gexc.DeadlineExceeded) as err:
-                # The call may have reached Cloud Tasks and dispatched: look before trying again.
-                after = self.get(task)
-                if after is None:
-                    raise errors.NotFoundError(
-                        f"RunTask failed ({type(err).__name__}) and the task is gone: it was "
-                        "probably dispatched and completed"
-                    ) from None
-                if after.dispatch_count > before.dispatch_count:
-                    return RunResult(True, after, confirmed_by="GetTask", attempts=attempts)
-                if self._clock() + delay_s > deadline:
-                    raise translate(err) from None
-                self._sleep(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
-                continue
-            except Exception as err:
-                raise translate(err) from None
-            return RunResult(True, TaskState.from_task(ran), attempts=attempts)
+        try:
+            ran = self.client.run_task(request=request, retry=None, timeout=self.call_timeout_s)
+        except (gexc.ServiceUnavailable, gexc.DeadlineExceeded) as err:
+            # The call may have reached Cloud Tasks and dispatched: look, but never call again.
+            code = type(err).__name__
+            after = self.get(task)
+            if after is None:
+                raise errors.NotFoundError(
+                    f"RunTask failed ({code}) and the task is gone: it was probably dispatched "
+                    "and completed"
+                ) from None
+            if after.dispatch_count > before.dispatch_count:
+                return RunResult(True, after, confirmed_by="GetTask")
+            raise errors.OutcomeUnknownError(
+                f"RunTask failed ({code}) and the task shows no new dispatch yet: it may still "
+                "dispatch; not called again until its state can tell"
+            ) from None
+        except Exception as err:
+            raise translate(err) from None
+        return RunResult(True, TaskState.from_task(ran))
 
     def create(self, queue: QueueName, job: JobTask) -> bool:
         """Create the job task. True if created, False if the name is taken (ALREADY_EXISTS).

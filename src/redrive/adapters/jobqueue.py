@@ -92,7 +92,9 @@ class JobQueue:
             request = _request(module, parent, job)
             async with slots:
                 try:
-                    await create_task(request=request, retry=None, timeout=20.0)
+                    await create_task(
+                        request=request, retry=None, timeout=self.settings.rpc_timeout_s
+                    )
                 except Exception as err:
                     translated = translate(err)
                     if isinstance(translated, errors.AlreadyExistsError):
@@ -119,6 +121,8 @@ def _request(module: Any, parent: str, job: JobTask) -> Any:
     task = module.Task.pb()(name=job.name, http_request=http)
     if job.dispatch_deadline_s is not None:
         task.dispatch_deadline.seconds = job.dispatch_deadline_s
+    if job.schedule_time is not None:
+        task.schedule_time.FromDatetime(job.schedule_time)
     request = module.CreateTaskRequest.pb()(
         parent=parent, task=task, response_view=module.Task.View.BASIC
     )

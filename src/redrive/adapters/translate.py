@@ -18,7 +18,13 @@ from redrive.core.errors import (
 
 
 def translate(err: BaseException) -> RedriveError:
-    """Map a google.api_core exception (or a RetryError wrapping one) to redrive's tree."""
+    """Map a google.api_core exception (or a RetryError wrapping one) to redrive's tree.
+
+    Anything that is neither an API answer nor a connection failure is raised again as it is:
+    a programming error must not pass for a transient fault, and neither must the platform
+    ending the request (functions-framework's RequestTimeoutException, raised asynchronously
+    into the request's thread, has to reach the framework and end the request).
+    """
     from google.api_core import exceptions as gexc
 
     if isinstance(err, RedriveError):
@@ -54,8 +60,16 @@ def translate(err: BaseException) -> RedriveError:
     if isinstance(err, gexc.GoogleAPICallError):
         # Anything else the API answers (UNIMPLEMENTED, ...) will not change by retrying.
         return InvalidRequestError(text)
-    # Connection-level failures outside api_core (rare: the gRPC layer maps them) are transient.
-    return TransientError(text)
+    if isinstance(err, gexc.GoogleAPIError | OSError) or _is_grpc_error(err):
+        # Connection-level failures outside the answer classes (rare: the client maps most).
+        return TransientError(text)
+    raise err
+
+
+def _is_grpc_error(err: BaseException) -> bool:
+    import grpc
+
+    return isinstance(err, grpc.RpcError)
 
 
 def _text(err: BaseException) -> str:

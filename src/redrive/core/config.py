@@ -8,8 +8,10 @@ table and the Terraform module are tested against it. `Settings.from_env()` rais
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +49,14 @@ ENV_VARS: dict[str, EnvVar] = {
             "mode (one job per failure, throttled by that queue); unset: direct mode.",
         ),
         EnvVar("REDRIVE_JOB_URL", None, "HTTPS URL of the run_job function (queued mode)."),
+        EnvVar(
+            "REDRIVE_CLAIMS_QUEUE",
+            None,
+            "Full name of a Cloud Tasks queue kept PAUSED where redrive records its claims (a "
+            "named task per forced run of a failure, and per task and fix): it makes 'at most one "
+            "forced run per failure' hold across instances and duplicate deliveries. Unset: that "
+            "promise holds within one instance only (logged at start).",
+        ),
         EnvVar(
             "REDRIVE_JOB_DEADLINE_S",
             None,
@@ -107,6 +117,25 @@ ENV_VARS: dict[str, EnvVar] = {
             "keep it below the function timeout.",
         ),
         EnvVar(
+            "REDRIVE_RETRY_DUE_MARGIN_S",
+            "60",
+            "A task whose own next attempt is due within this many seconds (or overdue: its queue "
+            "dispatches it itself) is not forced: SKIPPED_RETRY_DUE.",
+        ),
+        EnvVar(
+            "REDRIVE_CLOCK_SKEW_S",
+            "30",
+            "Clock difference tolerated between redrive, Cloud Tasks and the senders of signals: "
+            "times further ahead than this are refused, and a dispatch this close after a "
+            "reported failure is not taken for a retry of it.",
+        ),
+        EnvVar(
+            "REDRIVE_RPC_TIMEOUT_S",
+            "20",
+            "Timeout of one Cloud Tasks or Cloud Run call. A RunTask that timed out is not called "
+            "again for the same failure until twice this time has passed.",
+        ),
+        EnvVar(
             "REDRIVE_MAX_PAYLOAD_BYTES",
             "1048576",
             "Signals larger than this (decoded) are refused as INVALID_SIGNAL.",
@@ -121,6 +150,13 @@ ENV_VARS: dict[str, EnvVar] = {
             "CLOUD_RUN_EMULATOR_HOST",
             None,
             "host:port of the emulator's Cloud Run Admin fake (gRPC, no TLS, no credentials).",
+            deployed=False,
+        ),
+        EnvVar(
+            "CLOUD_TASKS_EMULATOR_CLOCK",
+            None,
+            "The emulator's clock as `EPOCH_S,SCALE` (its env() gives it): redrive's clock then "
+            "runs as the emulator's does, time-scaled.",
             deployed=False,
         ),
     ]
@@ -178,6 +214,7 @@ class Settings:
     job_url: str | None = None
     job_service_account: str | None = None
     job_deadline_s: int | None = None
+    claims_queue: QueueName | None = None
     tasks_api: str = "v2beta3"
     response_view: str = "BASIC"
     fix_check: str = "revision"
@@ -188,9 +225,14 @@ class Settings:
     direct_rate_per_s: float = 1.0
     retry_deadline_s: float = 30.0
     sweep_budget_s: float = 480.0
+    retry_due_margin_s: float = 60.0
+    clock_skew_s: float = 30.0
+    rpc_timeout_s: float = 20.0
     max_payload_bytes: int = 1048576
     tasks_emulator_host: str | None = None
     run_emulator_host: str | None = None
+    emulator_clock: tuple[float, float] | None = None
+    """(epoch seconds, scale) of the emulator's clock, or None for the real clock."""
 
     def __post_init__(self) -> None:
         if self.tasks_api not in TASKS_APIS:
@@ -205,8 +247,6 @@ class Settings:
             raise ConfigError(
                 f"REDRIVE_FIX_CHECK must be one of {FIX_CHECKS}, got {self.fix_check!r}"
             )
-        if self.fix_check == "static" and self.fix_deployed_at is None:
-            raise ConfigError("REDRIVE_FIX_DEPLOYED_AT is required when REDRIVE_FIX_CHECK=static")
         if (self.redrive_queue is None) != (self.job_url is None):
             raise ConfigError(
                 "REDRIVE_QUEUE and REDRIVE_JOB_URL go together: set both (queued mode) or neither "
@@ -214,21 +254,62 @@ class Settings:
             )
         if self.job_url is not None and not re.match(r"https?://[^\s/]+", self.job_url):
             raise ConfigError(f"REDRIVE_JOB_URL must be an http(s) URL, got {self.job_url!r}")
-        if self.direct_rate_per_s <= 0:
-            raise ConfigError("REDRIVE_DIRECT_RATE_PER_S must be > 0")
-        if self.max_signal_age_s <= 0:
-            raise ConfigError("REDRIVE_MAX_SIGNAL_AGE must be > 0")
-        if self.retry_deadline_s < 0 or self.sweep_budget_s <= 0:
-            raise ConfigError(
-                "REDRIVE_RETRY_DEADLINE_S must be >= 0 and REDRIVE_SWEEP_BUDGET_S > 0"
-            )
+        for var, value, low, high, low_open in _numeric_settings(self):
+            _in_range(var, value, low, high, low_open=low_open)
         if self.job_deadline_s is not None and not 15 <= self.job_deadline_s <= 1800:
             raise ConfigError(
                 "REDRIVE_JOB_DEADLINE_S must be whole seconds from 15 to 1800 (Cloud Tasks' "
                 f"dispatch deadline range), got {self.job_deadline_s}"
             )
-        if self.max_payload_bytes < 1024:
-            raise ConfigError("REDRIVE_MAX_PAYLOAD_BYTES must be at least 1024")
+        if not MIN_PAYLOAD_BYTES <= self.max_payload_bytes <= MAX_PAYLOAD_BYTES:
+            raise ConfigError(
+                f"REDRIVE_MAX_PAYLOAD_BYTES must be from {MIN_PAYLOAD_BYTES} to "
+                f"{MAX_PAYLOAD_BYTES} (Pub/Sub's message limit), got {self.max_payload_bytes}"
+            )
+        if self.fix_check == "static" and self.fix_deployed_at is None:
+            raise ConfigError("REDRIVE_FIX_DEPLOYED_AT is required when REDRIVE_FIX_CHECK=static")
+        if self.fix_check != "static" and self.fix_deployed_at is not None:
+            raise ConfigError(
+                "REDRIVE_FIX_DEPLOYED_AT is only read when REDRIVE_FIX_CHECK=static (the check "
+                f"is {self.fix_check!r}): unset it, or set REDRIVE_FIX_CHECK=static"
+            )
+        if self.fix_deployed_at is not None and self.is_future(self.fix_deployed_at):
+            raise ConfigError(
+                f"REDRIVE_FIX_DEPLOYED_AT is in the future ({self.fix_deployed_at.isoformat()}, "
+                f"more than REDRIVE_CLOCK_SKEW_S={self.clock_skew_s:g}s ahead): a fix cannot be "
+                "live before it is deployed"
+            )
+        if self.claims_queue is not None and self.claims_queue == self.redrive_queue:
+            raise ConfigError(
+                "REDRIVE_CLAIMS_QUEUE must be a queue of its own, not REDRIVE_QUEUE: claims wait "
+                "in a paused queue, jobs in a running one"
+            )
+        for var, queue in (
+            ("REDRIVE_QUEUE", self.redrive_queue),
+            ("REDRIVE_CLAIMS_QUEUE", self.claims_queue),
+        ):
+            if queue is not None and str(queue) in self.allowed_queues.exact:
+                raise ConfigError(
+                    f"REDRIVE_ALLOWED_QUEUES lists {var} ({queue}): redrive never re-drives its "
+                    "own queues; list only the queues of your application"
+                )
+
+    @property
+    def own_queues(self) -> frozenset[QueueName]:
+        """redrive's own queues: never a target, whatever the allowlist's patterns cover."""
+        return frozenset(q for q in (self.redrive_queue, self.claims_queue) if q is not None)
+
+    def now(self) -> datetime:
+        """The current time: the real clock, or the emulator's when CLOUD_TASKS_EMULATOR_CLOCK
+        is set (a time-scaled emulator runs ahead of the wall clock)."""
+        if self.emulator_clock is None:
+            return datetime.now(UTC)
+        origin_s, scale = self.emulator_clock
+        return datetime.fromtimestamp(origin_s + (time.time() - origin_s) * scale, UTC)
+
+    def is_future(self, when: datetime, now: datetime | None = None) -> bool:
+        """True when `when` is later than now plus the tolerated clock skew."""
+        return (when - (now or self.now())).total_seconds() > self.clock_skew_s
 
     @property
     def queued(self) -> bool:
@@ -270,6 +351,7 @@ class Settings:
             "job_deadline_s": _optional_int(
                 get("REDRIVE_JOB_DEADLINE_S"), "REDRIVE_JOB_DEADLINE_S"
             ),
+            "claims_queue": _queue(get("REDRIVE_CLAIMS_QUEUE"), "REDRIVE_CLAIMS_QUEUE"),
             "tasks_api": (get("REDRIVE_TASKS_API") or "").lower(),
             "response_view": (get("REDRIVE_RESPONSE_VIEW") or "").upper(),
             "fix_check": (get("REDRIVE_FIX_CHECK") or "").lower(),
@@ -284,11 +366,17 @@ class Settings:
             ),
             "retry_deadline_s": _float(get("REDRIVE_RETRY_DEADLINE_S"), "REDRIVE_RETRY_DEADLINE_S"),
             "sweep_budget_s": _float(get("REDRIVE_SWEEP_BUDGET_S"), "REDRIVE_SWEEP_BUDGET_S"),
-            "max_payload_bytes": int(
-                _float(get("REDRIVE_MAX_PAYLOAD_BYTES"), "REDRIVE_MAX_PAYLOAD_BYTES")
+            "retry_due_margin_s": _float(
+                get("REDRIVE_RETRY_DUE_MARGIN_S"), "REDRIVE_RETRY_DUE_MARGIN_S"
+            ),
+            "clock_skew_s": _float(get("REDRIVE_CLOCK_SKEW_S"), "REDRIVE_CLOCK_SKEW_S"),
+            "rpc_timeout_s": _float(get("REDRIVE_RPC_TIMEOUT_S"), "REDRIVE_RPC_TIMEOUT_S"),
+            "max_payload_bytes": _int(
+                get("REDRIVE_MAX_PAYLOAD_BYTES"), "REDRIVE_MAX_PAYLOAD_BYTES"
             ),
             "tasks_emulator_host": get("CLOUD_TASKS_EMULATOR_HOST"),
             "run_emulator_host": get("CLOUD_RUN_EMULATOR_HOST"),
+            "emulator_clock": _clock(get("CLOUD_TASKS_EMULATOR_CLOCK")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -302,8 +390,13 @@ class Settings:
             )
         if not self.queued:
             warnings.append(
-                "direct mode (REDRIVE_QUEUE unset): RunTask is throttled per instance only; keep "
-                "max instances at 1 or use queued mode to respect the project's RunTask quota"
+                "direct mode (REDRIVE_QUEUE unset): RunTask is throttled per instance only "
+                "(REDRIVE_DIRECT_RATE_PER_S each); use queued mode to share one rate"
+            )
+        if self.claims_queue is None and not self.dry_run:
+            warnings.append(
+                "REDRIVE_CLAIMS_QUEUE is unset: 'at most one forced run per failure' holds within "
+                "this instance only, not across instances or duplicate job executions"
             )
         return warnings
 
@@ -325,9 +418,19 @@ def parse_bool(raw: str, var: str) -> bool:
 
 
 def parse_time(raw: str) -> datetime:
-    """RFC 3339 (a trailing Z accepted); naive times are taken as UTC."""
+    """RFC 3339 (a trailing Z accepted; naive times are taken as UTC), returned in UTC.
+
+    Raises ValueError for text that is no time and for a time that has no UTC equivalent
+    (0001-01-01T00:00:00+01:00 is before datetime's first instant), so that nothing downstream
+    meets a time it cannot convert.
+    """
     parsed = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time out of range once converted to UTC: {raw[:64]!r}") from None
 
 
 def parse_service_map(raw: str | None) -> dict[str, tuple[QueueName, ...]]:
@@ -367,21 +470,65 @@ def _time(raw: str | None, var: str) -> datetime | None:
         return None
     try:
         return parse_time(raw)
-    except ValueError:
-        raise ConfigError(f"{var}: not an RFC 3339 time: {raw!r}") from None
+    except ValueError as err:
+        raise ConfigError(f"{var}: not an RFC 3339 time in range: {raw!r} ({err})") from None
 
 
 def _float(raw: str | None, var: str) -> float:
     try:
-        return float(raw or "")
+        value = float(raw or "")
     except ValueError:
         raise ConfigError(f"{var}: not a number: {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{var}: must be a finite number, got {raw!r}")
+    return value
+
+
+def _int(raw: str | None, var: str) -> int:
+    value = _float(raw, var)
+    if value != int(value):
+        raise ConfigError(f"{var}: must be a whole number, got {raw!r}")
+    return int(value)
+
+
+def _clock(raw: str | None) -> tuple[float, float] | None:
+    if raw is None:
+        return None
+    parts = raw.split(",")
+    if len(parts) != 2:
+        raise ConfigError(f"CLOUD_TASKS_EMULATOR_CLOCK: want EPOCH_S,SCALE, got {raw!r}")
+    origin = _float(parts[0], "CLOUD_TASKS_EMULATOR_CLOCK")
+    scale = _float(parts[1], "CLOUD_TASKS_EMULATOR_CLOCK")
+    if scale <= 0:
+        raise ConfigError(f"CLOUD_TASKS_EMULATOR_CLOCK: the scale must be > 0, got {raw!r}")
+    return origin, scale
+
+
+MIN_PAYLOAD_BYTES = 1024
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+MAX_SIGNAL_AGE_S = 3650 * 86400.0
+"""Ten years: beyond any use (Cloud Tasks keeps a task at most 31 days), within datetime's range."""
+
+
+def _numeric_settings(s: Settings) -> list[tuple[str, float, float, float, bool]]:
+    """(variable, value, low, high, low bound open) of every numeric setting."""
+    return [
+        ("REDRIVE_DIRECT_RATE_PER_S", s.direct_rate_per_s, 0.0, 100_000.0, True),
+        ("REDRIVE_MAX_SIGNAL_AGE", s.max_signal_age_s, 0.0, MAX_SIGNAL_AGE_S, True),
+        ("REDRIVE_RETRY_DEADLINE_S", s.retry_deadline_s, 0.0, 3600.0, False),
+        ("REDRIVE_SWEEP_BUDGET_S", s.sweep_budget_s, 0.0, 3600.0, True),
+        ("REDRIVE_RETRY_DUE_MARGIN_S", s.retry_due_margin_s, 0.0, 3600.0, False),
+        ("REDRIVE_CLOCK_SKEW_S", s.clock_skew_s, 0.0, 3600.0, False),
+        ("REDRIVE_RPC_TIMEOUT_S", s.rpc_timeout_s, 0.1, 300.0, False),
+    ]
+
+
+def _in_range(var: str, value: float, low: float, high: float, *, low_open: bool) -> None:
+    above_low = value > low if low_open else value >= low
+    if not (math.isfinite(value) and above_low and value <= high):
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        raise ConfigError(f"{var} must be a finite number {bound} and <= {high:g}, got {value!r}")
 
 
 def _optional_int(raw: str | None, var: str) -> int | None:
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{var}: not a whole number: {raw!r}") from None
+    return None if raw is None else _int(raw, var)

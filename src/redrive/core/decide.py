@@ -3,8 +3,9 @@
 No I/O here. The handler feeds it what it has learnt so far and does what the returned `Action`
 asks, then calls it again with the new facts:
 
-    screen(failure)                        → SKIPPED_NOT_ALLOWED / SKIPPED_STALE_SIGNAL, or go on
-    decide(failure, state, evidence=None)  → NOT_FOUND / SKIPPED_* or Action.CHECK_FIX
+    screen(failure)                        → SKIPPED_NOT_ALLOWED / SKIPPED_STALE_SIGNAL /
+                                             INVALID_SIGNAL (a time in the future), or go on
+    decide(failure, state, evidence=None)  → NOT_FOUND / SKIPPED_* / DEFERRED or Action.CHECK_FIX
     decide(failure, state, evidence)       → SKIPPED_FIX_NOT_DEPLOYED / DRY_RUN or Action.RUN
     after_run(run)                         → DISPATCHED / NOT_FOUND
     for_error(err)                         → PERMISSION_DENIED / FAILED / INVALID_SIGNAL / NOT_FOUND
@@ -21,7 +22,7 @@ from enum import StrEnum
 
 from redrive.core import errors
 from redrive.core.config import QueueAllowlist, Settings
-from redrive.core.names import TaskName
+from redrive.core.names import QueueName, TaskName
 from redrive.core.outcomes import Outcome
 from redrive.core.state import TaskState
 
@@ -45,6 +46,9 @@ class SignalRef:
     source: str
     message_id: str | None = None
     publish_time: datetime | None = None
+    details: tuple[tuple[str, str], ...] = ()
+    """Format metadata worth keeping (a dead-lettered message's CloudPubSubDeadLetterSource*
+    attributes), as sorted pairs."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,31 @@ class Policy:
     allowlist: QueueAllowlist
     max_signal_age_s: float
     dry_run: bool
+    own_queues: frozenset[QueueName] = frozenset()
+    """redrive's own queues (jobs, claims): never a target."""
+    retry_due_margin_s: float = 60.0
+    clock_skew_s: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
-        return cls(settings.allowed_queues, settings.max_signal_age_s, settings.dry_run)
+        return cls(
+            settings.allowed_queues,
+            settings.max_signal_age_s,
+            settings.dry_run,
+            settings.own_queues,
+            settings.retry_due_margin_s,
+            settings.clock_skew_s,
+        )
+
+    def queue_refusal(self, queue: QueueName) -> str | None:
+        """Why a queue may not be acted on, or None when it may."""
+        if queue in self.own_queues:
+            return f"queue {queue} is one of redrive's own queues: never re-driven"
+        if not self.allowlist.allows(queue):
+            if self.allowlist.empty:
+                return "REDRIVE_ALLOWED_QUEUES is empty"
+            return f"queue {queue} is not in REDRIVE_ALLOWED_QUEUES"
+        return None
 
 
 @dataclass(frozen=True)
@@ -125,14 +150,17 @@ def _final(outcome: Outcome, reason: str, http_status: int = 200) -> Decision:
 
 def screen(failure: Failure, policy: Policy, now: datetime) -> Decision | None:
     """Guards that need no I/O. None means: go on and read the task."""
-    queue = failure.task.queue_name
-    if not policy.allowlist.allows(queue):
-        why = (
-            "REDRIVE_ALLOWED_QUEUES is empty"
-            if policy.allowlist.empty
-            else f"queue {queue} is not in REDRIVE_ALLOWED_QUEUES"
+    refusal = policy.queue_refusal(failure.task.queue_name)
+    if refusal is not None:
+        return _final(Outcome.SKIPPED_NOT_ALLOWED, refusal)
+    ahead_s = (failure.seen_at - now).total_seconds()
+    if ahead_s > policy.clock_skew_s:
+        # A failure seen in the future would defeat "dispatched again since": refuse it.
+        return _final(
+            Outcome.INVALID_SIGNAL,
+            f"the failure time {_iso(failure.seen_at)} is {ahead_s:.0f}s in the future (more "
+            f"than REDRIVE_CLOCK_SKEW_S={policy.clock_skew_s:g}s)",
         )
-        return _final(Outcome.SKIPPED_NOT_ALLOWED, why)
     age_s = (now - failure.seen_at).total_seconds()
     if age_s > policy.max_signal_age_s:
         return _final(
@@ -161,14 +189,18 @@ def decide(
             Outcome.NOT_FOUND,
             "task no longer exists (completed, permanently failed or never existed)",
         )
-    if check_in_flight and state.in_flight:
-        return _final(
-            Outcome.SKIPPED_IN_FLIGHT,
-            f"attempt {state.dispatch_count} was dispatched and has not been answered yet",
-        )
-    retried = already_retried(failure, state)
+    retried = already_retried(failure, state, policy.clock_skew_s)
     if retried is not None:
         return _final(Outcome.SKIPPED_ALREADY_RETRIED, retried)
+    if check_in_flight and state.in_flight:
+        # Not dispatched again since the failure, and an attempt is running: the failure may be
+        # that very attempt's. Look again once it has been answered.
+        return _final(
+            Outcome.DEFERRED,
+            f"attempt {state.dispatch_count} was dispatched at {_iso(state.last_dispatch_time)} "
+            "and has not been answered yet: looking again after it ends",
+            503,
+        )
     if not state.last_failed:
         why = (
             "task has no answered attempt"
@@ -176,6 +208,9 @@ def decide(
             else "last attempt succeeded"
         )
         return _final(Outcome.SKIPPED_NOT_FAILING, why)
+    due = retry_due(state, now, policy.retry_due_margin_s)
+    if due is not None:
+        return _final(Outcome.SKIPPED_RETRY_DUE, due)
     if evidence is None:
         return Decision(Action.CHECK_FIX, None, "guards passed; fix evidence needed")
     if not evidence.covers(state.failed_at):
@@ -191,11 +226,13 @@ def decide(
     return Decision(Action.RUN, None, "every guard passed")
 
 
-def already_retried(failure: Failure, state: TaskState) -> str | None:
+def already_retried(failure: Failure, state: TaskState, skew_s: float = 0.0) -> str | None:
     """Why the task counts as dispatched again since the failure was signalled, or None.
 
     With the failed attempt's dispatch count the test is exact; without it the last dispatch time
-    is compared with when the failure was seen.
+    is compared with when the failure was seen, allowing `skew_s` of clock difference between
+    the sender of the signal and Cloud Tasks (a failure reported a second before its own
+    attempt's dispatch is that attempt's, not an earlier one's).
     """
     if failure.dispatch_count is not None:
         if state.dispatch_count > failure.dispatch_count:
@@ -204,12 +241,36 @@ def already_retried(failure: Failure, state: TaskState) -> str | None:
                 f"{failure.dispatch_count}"
             )
         return None
-    if state.last_dispatch_time is not None and state.last_dispatch_time > failure.seen_at:
+    if (
+        state.last_dispatch_time is not None
+        and (state.last_dispatch_time - failure.seen_at).total_seconds() > skew_s
+    ):
         return (
             f"last dispatched at {_iso(state.last_dispatch_time)}, after the failure was seen "
             f"at {_iso(failure.seen_at)}"
         )
     return None
+
+
+def retry_due(state: TaskState, now: datetime, margin_s: float) -> str | None:
+    """Why the task's own next attempt makes a forced run pointless (and a double run likely),
+    or None. Due within the margin: Cloud Tasks is about to run it. Overdue: its queue is
+    dispatching a backlog (or is paused), and forcing it would jump the queue's rate limit."""
+    if state.schedule_time is None:
+        return None
+    ahead_s = (state.schedule_time - now).total_seconds()
+    if ahead_s > margin_s:
+        return None
+    when = _iso(state.schedule_time)
+    if ahead_s >= 0:
+        return (
+            f"its next attempt is due at {when}, within REDRIVE_RETRY_DUE_MARGIN_S "
+            f"({margin_s:g}s): Cloud Tasks runs it"
+        )
+    return (
+        f"its next attempt was due at {when} ({-ahead_s:.0f}s ago): the queue dispatches it "
+        "itself (a backlog or a paused queue); forcing it would bypass the queue's rate limit"
+    )
 
 
 def after_run(run: RunResult) -> Decision:

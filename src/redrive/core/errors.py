@@ -18,6 +18,11 @@ class TransientError(RedriveError):
     """A fault that may pass (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL...): retry later."""
 
 
+class OutcomeUnknownError(TransientError):
+    """A call that may or may not have taken effect: a RunTask that timed out or lost its
+    connection, whose dispatch does not show in the task yet. Never repeated blindly."""
+
+
 class QuotaExceededError(TransientError):
     """RESOURCE_EXHAUSTED: a quota (the RunTask quota above all) is used up; back off and retry."""
 

@@ -155,6 +155,8 @@ class JobTask:
     service_account: str | None = None
     dispatch_deadline_s: int | None = None
     """How long Cloud Tasks waits for run_job's answer; None: the queue's default (10 minutes)."""
+    schedule_time: datetime | None = None
+    """When the task is due; None: now."""
 
     def request_task(self) -> dict[str, Any]:
         """The `task` of a CreateTaskRequest as a dict (accepted by both API versions' clients)."""
@@ -172,6 +174,8 @@ class JobTask:
         task: dict[str, Any] = {"name": self.name, "http_request": http}
         if self.dispatch_deadline_s is not None:
             task["dispatch_deadline"] = {"seconds": self.dispatch_deadline_s}
+        if self.schedule_time is not None:
+            task["schedule_time"] = self.schedule_time
         return task
 
 

@@ -19,20 +19,26 @@ class Outcome(StrEnum):
     """A redrive job was enqueued in the redrive queue (queued mode)."""
     NOT_FOUND = "NOT_FOUND"
     """The task no longer exists: it succeeded or permanently failed (or never existed)."""
-    SKIPPED_IN_FLIGHT = "SKIPPED_IN_FLIGHT"
-    """The task's last attempt was dispatched and has not been answered yet."""
+    DEFERRED = "DEFERRED"
+    """Not now, later: an attempt is in flight, or an earlier forced run's outcome is not known
+    yet. The platform delivers the work again."""
     SKIPPED_ALREADY_RETRIED = "SKIPPED_ALREADY_RETRIED"
     """The task was dispatched again after the signalled failure: someone already retried it."""
     SKIPPED_NOT_FAILING = "SKIPPED_NOT_FAILING"
     """The task has no failed attempt to re-drive."""
+    SKIPPED_RETRY_DUE = "SKIPPED_RETRY_DUE"
+    """The task's own next attempt is due (within the margin, or overdue): Cloud Tasks runs it."""
     SKIPPED_FIX_NOT_DEPLOYED = "SKIPPED_FIX_NOT_DEPLOYED"
     """No fix was deployed after the last failed attempt; a later deploy sweep picks it up."""
+    SKIPPED_FIX_INEFFECTIVE = "SKIPPED_FIX_INEFFECTIVE"
+    """The task was force-run once under this fix and failed again: the fix did not help."""
     SKIPPED_NOT_ALLOWED = "SKIPPED_NOT_ALLOWED"
     """The task's queue is not in REDRIVE_ALLOWED_QUEUES."""
     SKIPPED_STALE_SIGNAL = "SKIPPED_STALE_SIGNAL"
     """The signal is older than REDRIVE_MAX_SIGNAL_AGE."""
     SKIPPED_DUPLICATE = "SKIPPED_DUPLICATE"
-    """A redrive job for this failure already exists (or existed within the dedup window)."""
+    """Another delivery holds this failure: its redrive job exists (or existed within the dedup
+    window), or it claimed the forced run."""
     IGNORED = "IGNORED"
     """The signal was understood and needs no action (closed incident, successful attempt)."""
     INVALID_SIGNAL = "INVALID_SIGNAL"
@@ -48,14 +54,16 @@ class Outcome(StrEnum):
     def severity(self) -> str:
         if self in _ERRORS:
             return "ERROR"
-        if self is Outcome.INVALID_SIGNAL:
+        if self in _WARNINGS:
             return "WARNING"
         return "INFO"
 
     @property
     def redeliver(self) -> bool:
         """True when the platform (Pub/Sub or the redrive queue) should deliver the work again."""
-        return self is Outcome.FAILED
+        return self in _REDELIVER
 
 
 _ERRORS = frozenset({Outcome.FAILED, Outcome.PERMISSION_DENIED})
+_WARNINGS = frozenset({Outcome.INVALID_SIGNAL, Outcome.SKIPPED_FIX_INEFFECTIVE})
+_REDELIVER = frozenset({Outcome.FAILED, Outcome.DEFERRED})

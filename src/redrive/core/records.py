@@ -18,6 +18,7 @@ from redrive.core.config import Settings
 from redrive.core.decide import Decision, Failure, FixEvidence, RunResult, SignalRef
 from redrive.core.names import TaskName
 from redrive.core.outcomes import Outcome
+from redrive.core.redact import redact_urls
 from redrive.core.state import TaskState
 
 OUTCOME_EVENT = "redrive.outcome"
@@ -35,12 +36,15 @@ def iso(value: datetime | None) -> str | None:
 def signal_fields(signal: SignalRef | None) -> dict[str, Any] | None:
     if signal is None:
         return None
-    return {
+    fields: dict[str, Any] = {
         "kind": signal.kind,
         "source": signal.source,
         "message_id": signal.message_id,
         "publish_time": iso(signal.publish_time),
     }
+    if signal.details:
+        fields["details"] = {k: redact_urls(v)[:200] for k, v in signal.details}
+    return fields
 
 
 def build_record(
@@ -55,14 +59,16 @@ def build_record(
     fix: FixEvidence | None = None,
     run: RunResult | None = None,
     job: str | None = None,
+    claim: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     duration_ms: float = 0.0,
     api_version: str = "v2beta3",
     mode: str = "direct",
     entry_point: str = "handle_signal",
 ) -> dict[str, Any]:
-    """The outcome record of one decision, as a plain JSON-ready dict."""
+    """The outcome record of one decision, as a plain JSON-ready dict (free text redacted)."""
     subject = str(task) if task is not None else "signal"
+    reason = redact_urls(reason)
     record: dict[str, Any] = {
         "event": OUTCOME_EVENT,
         "severity": outcome.severity,
@@ -108,6 +114,7 @@ def build_record(
             else None
         ),
         "job": job,
+        "claim": dict(claim) if claim is not None else None,
         "dry_run": dry_run,
         "duration_ms": round(duration_ms, 1),
         "api_version": api_version,
@@ -175,6 +182,8 @@ class Result:
     fix: FixEvidence | None = None
     run: RunResult | None = None
     job: str | None = None
+    claim: dict[str, Any] | None = None
+    """What the claims register said (rung, marker, owner or holder), when it was asked."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -204,6 +213,7 @@ def result_record(
         fix=result.fix,
         run=result.run,
         job=result.job,
+        claim=result.claim,
         dry_run=settings.dry_run,
         duration_ms=duration_ms,
         api_version=settings.tasks_api,

@@ -68,20 +68,25 @@ class SweepPlan:
     deployed_at: datetime | None
     signal: SignalRef
     basis: str
-    """How the queues were found: "signal", "service map", "allowlist default", "alert"."""
+    """How the queues were found: `signal`, `service map`, `signal and service map`, `alert`,
+    `allowlist, revision check`, `command line`, or `none`."""
     services: tuple[str, ...] = ()
     unmapped: tuple[str, ...] = ()
     """Services of the deploy signal that REDRIVE_SERVICE_MAP does not know."""
+    note: str = ""
+    """Why the plan is what it is, when that needs saying (always, for an empty plan)."""
 
 
 def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) -> SweepPlan:
     """The sweep a Deploy or QueueAlert signal asks for.
 
-    Deploy: the queues it names, plus the queues REDRIVE_SERVICE_MAP maps its services to. When
-    that gives nothing, every exact queue of REDRIVE_ALLOWED_QUEUES (location patterns are not
-    expanded: list such queues in the map). QueueAlert: its one queue.
+    Deploy: the queues it names, plus the queues REDRIVE_SERVICE_MAP maps its services to, with
+    the deploy's time as the fix evidence. A deploy that maps to no queue is never evidence for
+    queues it does not name (any service's build would otherwise force-run every failing task):
+    with the revision fix check the exact queues of REDRIVE_ALLOWED_QUEUES are swept and each
+    task's own service revision decides; otherwise nothing is swept (`note` says why).
+    QueueAlert: its one queue, the configured fix check deciding per task.
     """
-
     if isinstance(signal, QueueAlert):
         return SweepPlan((signal.queue,), None, ref, "alert")
     if not isinstance(signal, Deploy):
@@ -94,6 +99,7 @@ def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) ->
             unmapped.append(service)
         found.extend(mapped)
     queues = tuple(dict.fromkeys(found))
+    services = tuple(signal.services)
     if queues:
         from_map = len(queues) > len(set(signal.queues))
         basis = {
@@ -101,15 +107,30 @@ def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) ->
             (False, True): "service map",
             (True, True): "signal and service map",
         }[(bool(signal.queues), from_map)]
-        return SweepPlan(
-            queues, signal.deployed_at, ref, basis, tuple(signal.services), tuple(unmapped)
-        )
-    default = tuple(sorted(QueueName.parse(q) for q in settings.allowed_queues.exact))
-    return SweepPlan(
-        default,
-        signal.deployed_at,
-        ref,
-        "allowlist default",
-        tuple(signal.services),
-        tuple(unmapped),
+        return SweepPlan(queues, signal.deployed_at, ref, basis, services, tuple(unmapped))
+    named = ", ".join(services) or "no service"
+    allowed = tuple(
+        queue
+        for queue in sorted(QueueName.parse(q) for q in settings.allowed_queues.exact)
+        if queue not in settings.own_queues
     )
+    if settings.fix_check == "revision" and allowed:
+        note = (
+            f"the deploy of {named} maps to no queue: the allowed queues are swept and each "
+            "task's Cloud Run revision decides (the deploy is not taken as evidence)"
+        )
+        return SweepPlan(
+            allowed, None, ref, "allowlist, revision check", services, tuple(unmapped), note
+        )
+    note = (
+        f"the deploy of {named} maps to no queue: name its queues in the message or map its "
+        "service in REDRIVE_SERVICE_MAP (a deploy is never taken as fix evidence for queues it "
+        "does not concern"
+        + (
+            "; with REDRIVE_FIX_CHECK=revision the allowed queues would be swept with each "
+            "task's own revision deciding)"
+            if settings.fix_check != "revision"
+            else "; REDRIVE_ALLOWED_QUEUES lists no exact queue to sweep)"
+        )
+    )
+    return SweepPlan((), signal.deployed_at, ref, "none", services, tuple(unmapped), note)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redrive.core.names import TaskName
+from redrive.core.redact import redact_urls
 
 STATUS_NAMES = {
     0: "OK",
@@ -87,8 +88,9 @@ class TaskState:
             "response_count": self.response_count,
             "last_status": self.last_status,
             "last_status_code": self.last_status_code,
-            "last_status_message": (self.last_status_message or None)
-            and self.last_status_message[:200],
+            "last_status_message": (
+                redact_urls(self.last_status_message)[:200] if self.last_status_message else None
+            ),
             "last_dispatch_time": _iso(self.last_dispatch_time),
             "last_response_time": _iso(self.last_response_time),
             "first_dispatch_time": _iso(self.first_dispatch_time),

@@ -1,5 +1,11 @@
 """run_job: one redrive job from the redrive queue → the pipeline's RunTask → an HTTP answer.
 
+A job is believed only as the redrive queue holds it: run_job reads the job it is told it runs
+(`X-CloudTasks-TaskName`) from the redrive queue with the FULL view and acts only when that task
+exists and its body is the body received. Whoever may invoke run_job therefore cannot make it act
+on a body of their own (fix evidence included), nor replay a job once it is done (its task is
+gone); a duplicate execution of a live job is the same owner, and the claim lets one act.
+
 The status tells Cloud Tasks what to do: 200 for every terminal outcome (including
 INVALID_SIGNAL: Cloud Tasks retries any non-2xx, and a malformed job will not get better), 429 for
 quota and 503 for transient faults so the queue retries with backoff, 403 for a request that did
@@ -10,14 +16,16 @@ authentication is the OIDC token checked by Cloud Run IAM).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from redrive import pipeline
 from redrive.core import errors
-from redrive.core.decide import Failure, SignalRef
+from redrive.core.decide import Failure, SignalRef, for_error
 from redrive.core.jobs import Job
+from redrive.core.names import TASK_ID_RE
 from redrive.core.outcomes import Outcome
 from redrive.core.records import Result
 from redrive.runtime import Runtime, get_runtime
@@ -72,9 +80,34 @@ def handle_job(
         # 200 on purpose: Cloud Tasks retries any other status, and a malformed job stays so.
         return answer(Result(Outcome.INVALID_SIGNAL, f"invalid redrive job: {err}"), None, ref)
     failure = job.failure()
-    result = pipeline.process(pipeline.Request(failure, pipeline.Act.RUN, evidence=job.fix), rt)
-    result.job = header(headers, TASK_NAME_HEADER)
+    job_id = header(headers, TASK_NAME_HEADER)
+    try:
+        refusal = verify(job_id, body, rt)
+    except errors.RedriveError as err:
+        return answer(Result.of(for_error(err)), failure, job.signal)
+    if refusal is not None:
+        return answer(Result(Outcome.INVALID_SIGNAL, refusal, 403), failure, job.signal)
+    request = pipeline.Request(failure, pipeline.Act.RUN, evidence=job.fix, owner=f"job:{job_id}")
+    result = pipeline.process(request, rt)
+    result.job = job_id
     return answer(result, failure, job.signal)
+
+
+def verify(job_id: str | None, body: bytes, rt: Runtime) -> str | None:
+    """Why this request is not a live job of the redrive queue, or None when it is."""
+    queue = rt.settings.redrive_queue
+    assert queue is not None
+    if not job_id or re.fullmatch(TASK_ID_RE, job_id) is None:
+        return f"{TASK_NAME_HEADER} is missing or not a task id: the request is not a job"
+    stored = rt.tasks.get_full(f"{queue}/tasks/{job_id}")
+    if stored is None:
+        return (
+            f"no job {job_id!r} in the redrive queue: the request was not sent by the queue, or "
+            "replays a job that is done"
+        )
+    if stored[1] != body:
+        return f"the body differs from job {job_id!r} as the redrive queue holds it"
+    return None
 
 
 def run_job(request: Any, rt: Runtime | None = None) -> tuple[str, int, dict[str, str]]:

@@ -63,11 +63,16 @@ def handle_signal(cloud_event: Any, rt: Runtime | None = None) -> None:
 
     parsed = parse_message(message, max_bytes=rt.settings.max_payload_bytes, now=rt.clock())
     kind = parsed.kind
-    ref = SignalRef(kind, kind, message.message_id, message.publish_time)
+    details = tuple(sorted((str(k)[:100], str(v)) for k, v in parsed.metadata.items()))[:10]
+    ref = SignalRef(kind, kind, message.message_id, message.publish_time, details)
+    # The delivery that may come back: Pub/Sub redelivers a message under the same id.
+    owner = f"msg:{message.message_id}"
     act = pipeline.Act.ENQUEUE if rt.settings.queued else pipeline.Act.RUN
     handled: set[tuple[str, int | None]] = set()
     for signal in parsed.signals:
-        sref = SignalRef(kind, getattr(signal, "source", kind), ref.message_id, ref.publish_time)
+        sref = SignalRef(
+            kind, getattr(signal, "source", kind), ref.message_id, ref.publish_time, details
+        )
         if isinstance(signal, Invalid):
             log(Result(Outcome.INVALID_SIGNAL, signal.reason), None, ref)
         elif isinstance(signal, Ignored):
@@ -82,7 +87,7 @@ def handle_signal(cloud_event: Any, rt: Runtime | None = None) -> None:
             failure = Failure(
                 signal.task, signal.seen_at, sref, signal.dispatch_count, signal.status
             )
-            request = pipeline.Request(failure, act, throttle=act is pipeline.Act.RUN)
+            request = pipeline.Request(failure, act, throttle=act is pipeline.Act.RUN, owner=owner)
             log(pipeline.process(request, rt), failure, sref)
     failed = _summary(rt, outcomes, kind, ref, started)
     if failed:
