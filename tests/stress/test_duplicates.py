@@ -105,7 +105,8 @@ def settle(fn: FunctionServer, first: Any, again: Callable[[], Any], message_id:
         if response.status_code == 200:
             return
         assert response.status_code == 500, response.text
-        assert fn.outcomes(signal__message_id=message_id)[-1]["outcome"] == LATER
+        # Which line is this delivery's is not known (copies run at once): one of them says why.
+        assert LATER in {x["outcome"] for x in fn.outcomes(signal__message_id=message_id)}
         time.sleep(0.25)
         response = again()
     raise AssertionError(f"{message_id} did not settle")
