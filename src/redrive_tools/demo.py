@@ -38,6 +38,8 @@ PROJECT = "demo"
 LOCATION = "local1"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 QUEUE = f"{PARENT}/queues/orders"
+CLAIMS_QUEUE = f"{PARENT}/queues/redrive-claims"
+"""Where redrive claims each forced run (kept paused, as in production)."""
 SERVICE = f"{PARENT}/services/orders-api"
 TASKS = 3
 TIME_SCALE = 60.0
@@ -197,6 +199,8 @@ def _stack(workdir: Path) -> Iterator[tuple[Any, AppService, FunctionServer, Any
         app = AppService().start()
         stack.callback(app.stop)
         client = tasks_client(emu.grpc_target, "v2beta3")
+        client.create_queue(request={"parent": PARENT, "queue": {"name": CLAIMS_QUEUE}})
+        client.pause_queue(request={"name": CLAIMS_QUEUE})
         # The buggy version: deployed a day (emulated) before anything fails.
         emu.cloudrun.deploy(SERVICE, uri=app.url, at=emu.clock.now() - timedelta(days=1))
         env = {
@@ -204,6 +208,7 @@ def _stack(workdir: Path) -> Iterator[tuple[Any, AppService, FunctionServer, Any
             "REDRIVE_ALLOWED_QUEUES": QUEUE,
             "REDRIVE_FIX_CHECK": "revision",
             "REDRIVE_SERVICE_MAP": json.dumps({SERVICE: [QUEUE]}),
+            "REDRIVE_CLAIMS_QUEUE": CLAIMS_QUEUE,
             "REDRIVE_DIRECT_RATE_PER_S": "20",
             "REDRIVE_RETRY_DEADLINE_S": "5",
         }
