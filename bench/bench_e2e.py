@@ -12,10 +12,15 @@ too: the same client against an empty CloudEvent function on the same functions-
 set-up. At the emulator's speed that floor alone is a third of the raw RPCs' time, so the 1.25
 target is out of reach there for any function served this way; the rows say by how much.
 
+The claims' cost is measured the same way: a second handle_signal server with a claims queue
+(REDRIVE_CLAIMS_QUEUE) claims every failure before its RunTask (one GetTask of the fix marker and
+two CreateTask calls on the happy path); its median against the first server's is the latency a
+claim adds to a signal, and the emulator's call counters give the calls it spends per re-drive.
+
 Measured twice: at the emulator's own speed (RPCs of about a millisecond, so the fixed cost of the
 HTTP hop, functions-framework and logging dominates the ratio), and again with `rpc_latency_ms`
 of latency injected by the emulator into every GetTask and RunTask (a regional API round trip is
-tens of milliseconds), the same for both sides.
+tens of milliseconds; CreateTask is delayed too, for the claims), the same for both sides.
 
     python bench/bench_e2e.py [--n 100] [--rpc-latency-ms 20]
 """
@@ -86,10 +91,14 @@ def run(n: int, rpc_latency_ms: float = 20.0) -> dict[str, float]:
     target = Target()
     target.start()
     proc, grpc_target, rest_url = start_emulator()
-    server: FunctionServer | None = None
+    servers: list[FunctionServer] = []
     result: dict[str, float] = {"n": n, "rpc_latency_ms": rpc_latency_ms}
     try:
         client = tasks_client(grpc_target, "v2beta3")
+        claims = client.create_queue(
+            parent=LOCATION, queue={"name": f"{LOCATION}/queues/redrive-claims"}
+        ).name
+        client.pause_queue(name=claims)
         env = {
             "CLOUD_TASKS_EMULATOR_HOST": grpc_target,
             "REDRIVE_ALLOWED_QUEUES": f"{LOCATION}/queues/*",
@@ -97,40 +106,55 @@ def run(n: int, rpc_latency_ms: float = 20.0) -> dict[str, float]:
             "REDRIVE_DIRECT_RATE_PER_S": "10000",
         }
         workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-        server = FunctionServer("handle_signal", "cloudevent", env, workdir / "fn.log")
-        # One keep-alive connection, as Eventarc's push uses.
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        plain = FunctionServer("handle_signal", "cloudevent", env, workdir / "fn.log")
+        servers.append(plain)
+        claiming_env = {**env, "REDRIVE_CLAIMS_QUEUE": claims}
+        claiming = FunctionServer("handle_signal", "cloudevent", claiming_env, workdir / "c.log")
+        servers.append(claiming)
         result["floor_ms"] = _floor_ms(workdir, n)
         phases = {
             label: (
                 failed_tasks(client, target, f"{label}e2e", n + 5),
+                failed_tasks(client, target, f"{label}claims", n + 5),
                 failed_tasks(client, target, f"{label}raw", n + 5),
             )
             for label in ("", "slow-")
         }  # all made before any latency is injected
         for label, latency_ms in (("", 0.0), ("slow-", rpc_latency_ms)):
             if latency_ms:
-                for method in ("GetTask", "RunTask"):
+                for method in ("GetTask", "RunTask", "CreateTask"):
                     fault = {"method": method, "delay_s": latency_ms / 1000, "times": -1}
                     httpx.post(f"{rest_url}/_emulator/faults", json=fault, timeout=10)
-            e2e_tasks, raw_tasks = phases[label]
-            e2e = _time_e2e(conn, e2e_tasks, label)
+            e2e_tasks, claims_tasks, raw_tasks = phases[label]
+            e2e = _time_e2e(plain, e2e_tasks, label)
+            before = _calls(rest_url)
+            with_claims = _time_e2e(claiming, claims_tasks, f"claims-{label}")
+            spent = _calls(rest_url) - before
             raw = _time_raw(client, raw_tasks)
             key = label.replace("-", "_")
             result[f"{key}e2e_ms"] = statistics.median(e2e) * 1000
+            result[f"{key}claims_ms"] = statistics.median(with_claims) * 1000
             result[f"{key}raw_ms"] = statistics.median(raw) * 1000
             result[f"{key}ratio"] = result[f"{key}e2e_ms"] / result[f"{key}raw_ms"]
+            result[f"{key}claims_ratio"] = result[f"{key}claims_ms"] / result[f"{key}e2e_ms"]
+            result[f"{key}calls_per_redrive"] = spent / len(claims_tasks)
         result["floor_ratio"] = (result["raw_ms"] + result["floor_ms"]) / result["raw_ms"]
-        conn.close()
-        dispatched = len(server.outcomes(outcome="DISPATCHED"))
-        if dispatched != 2 * (n + 5):
-            raise RuntimeError(f"only {dispatched} of {2 * (n + 5)} signals dispatched")
+        for server in servers:
+            dispatched = len(server.outcomes(outcome="DISPATCHED"))
+            if dispatched != 2 * (n + 5):
+                raise RuntimeError(f"only {dispatched} of {2 * (n + 5)} signals dispatched")
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
         stop_emulator(proc)
         target.stop()
     return result
+
+
+def _calls(rest_url: str) -> int:
+    """Cloud Tasks calls the emulator has answered so far (GetTask, CreateTask, RunTask)."""
+    counts = httpx.get(f"{rest_url}/_emulator/calls", timeout=10).json()["calls"]
+    return sum(int(counts.get(m, 0)) for m in ("GetTask", "CreateTask", "RunTask"))
 
 
 def _post(conn: http.client.HTTPConnection, headers: dict[str, str], body: bytes) -> float:
@@ -145,7 +169,9 @@ def _post(conn: http.client.HTTPConnection, headers: dict[str, str], body: bytes
     return elapsed
 
 
-def _time_e2e(conn: http.client.HTTPConnection, tasks: list[str], label: str) -> list[float]:
+def _time_e2e(server: FunctionServer, tasks: list[str], label: str) -> list[float]:
+    # One keep-alive connection, as Eventarc's push uses (opened now: an idle one is closed).
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     times: list[float] = []
     for i, task in enumerate(tasks):
         payload = json.dumps({"task": task, "dispatchCount": 1}).encode()
@@ -153,6 +179,7 @@ def _time_e2e(conn: http.client.HTTPConnection, tasks: list[str], label: str) ->
         elapsed = _post(conn, headers, body)
         if i >= 5:  # the first few warm the instance up (imports, channel)
             times.append(elapsed)
+    conn.close()
     return times
 
 
