@@ -55,11 +55,21 @@ class _Group:
     key: str  # quota metric id, as in the console's quota URLs
     metric: str  # display name of the quota metric
     limit_name: str  # display name of the limit
+    limit_id: str  # the limit's id in ErrorInfo metadata
 
 
-_RUN = _Group("run_requests", "Force run requests", "Force run requests per minute")
-_LIST = _Group("list_requests", "List requests", "List requests per minute")
-_API = _Group("api_requests", "API requests", "API requests per minute")
+_RUN = _Group(
+    "run_requests",
+    "Force run requests",
+    "Force run requests per minute",
+    "ForceRunRequestsPerMinutePerProject",
+)
+_LIST = _Group(
+    "list_requests", "List requests", "List requests per minute", "ListRequestsPerMinutePerProject"
+)
+_API = _Group(
+    "api_requests", "API requests", "API requests per minute", "ApiRequestsPerMinutePerProject"
+)
 
 
 def project_number(project: str) -> str:
@@ -134,7 +144,7 @@ def quota_error(group: _Group, limit: int, project: str) -> RpcError:
             "service": SERVICE,
             "consumer": f"projects/{project_number(project)}",
             "quota_metric": f"{SERVICE}/{group.key}",
-            "quota_limit": group.limit_name.replace(" ", ""),
+            "quota_limit": group.limit_id,
             "quota_limit_value": str(limit),
             "quota_location": "global",
         },
