@@ -254,9 +254,8 @@ def test_redirects_are_followed_within_one_attempt(
     for tid, path in (("a", "/moved"), ("b", "/temp"), ("c", "/not-modified"), ("d", "/nowhere")):
         _task(c, q, tid, {"url": f"{target.url}{path}", "body": b"payload"})
     assert target.wait_for(1, "/here") and target.wait_for(1, "/kept")
-    for tid in ("a", "b", "c"):  # done in one attempt, so deleted
-        name = f"{q}/tasks/{tid}"
-        assert wait_until(lambda name=name: _gone(c, name))
+    # done in one attempt, so deleted
+    assert wait_until(lambda: all(_gone(c, f"{q}/tasks/{tid}") for tid in ("a", "b", "c")))
     (here,) = target.received("/here")
     assert (here.method, here.path, here.body) == ("GET", "/here?x=1", b"")  # 302 after POST
     (kept,) = target.received("/kept")
