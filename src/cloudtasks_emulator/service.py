@@ -47,8 +47,8 @@ IAM_METHODS = ("GetIamPolicy", "SetIamPolicy", "TestIamPermissions")
 UNSUPPORTED_METHODS = ("BatchCreateTasks", "BatchDeleteTasks", "UpdateCmekConfig", "GetCmekConfig")
 ALL_METHODS = QUEUE_METHODS + TASK_METHODS + LOCATION_METHODS + IAM_METHODS + UNSUPPORTED_METHODS
 
-# Regions where Cloud Tasks runs, as ListLocations shows them (Cloud Tasks locations page);
-# `Emulator(locations=...)` / `--locations` replaces the list.
+# Regions where Cloud Tasks runs (the Cloud Tasks locations page; the real list grows over
+# time); `Emulator(locations=...)` / `--locations` replaces the list.
 DEFAULT_LOCATIONS = (
     "asia-east1",
     "asia-east2",
@@ -65,10 +65,12 @@ DEFAULT_LOCATIONS = (
     "europe-west3",
     "europe-west6",
     "northamerica-northeast1",
+    "northamerica-northeast2",
     "southamerica-east1",
     "us-central1",
     "us-east1",
     "us-east4",
+    "us-south1",
     "us-west1",
     "us-west2",
     "us-west3",
