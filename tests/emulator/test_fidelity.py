@@ -228,8 +228,11 @@ def test_retry_after_is_honoured_for_429_and_503(
     assert gaps[2] == pytest.approx(8, abs=0.01)  # the backoff alone: 2 s doubled twice
 
 
-def test_retry_after_is_capped_by_max_backoff(emulator: Emulator, target: TargetServer) -> None:
-    c = _client(emulator, "grpc", "v2")
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
+def test_retry_after_is_capped_by_max_backoff(
+    emulator: Emulator, target: TargetServer, transport: str
+) -> None:
+    c = _client(emulator, transport, "v2")
     q = _queue(c, "capped", retry_config={"min_backoff": _d(1), "max_backoff": _d(60)})
     c.pause_queue(name=q)
     target.script("/cap", Reply(503, headers={"Retry-After": "86400"}))
@@ -267,9 +270,12 @@ def test_redirects_are_followed_within_one_attempt(
     assert len(target.received("/not-modified")) == 1  # 304 is not retried
 
 
-def test_app_engine_tasks_do_not_follow_redirects(make_emulator: Any, target: TargetServer) -> None:
+@BOTH
+def test_app_engine_tasks_do_not_follow_redirects(
+    make_emulator: Any, target: TargetServer, transport: str, api: str
+) -> None:
     emu = make_emulator(app_engine_host=target.url)
-    c = _client(emu, "grpc", "v2")
+    c = _client(emu, transport, api)
     q = _queue(c, "gae-redirect", retry_config=SLOW_RETRY)
     target.script("/gae", Reply(302, headers={"Location": "/elsewhere"}))
     c.create_task(
@@ -321,12 +327,12 @@ def test_http_task_headers_follow_the_api_rules(
     assert req.headers["x-mixed-case"] == "preserve-me"
 
 
-@pytest.mark.parametrize("api", ["v2", "v2beta3"])
+@BOTH
 def test_app_engine_task_headers_follow_the_api_rules(
-    make_emulator: Any, target: TargetServer, api: str
+    make_emulator: Any, target: TargetServer, transport: str, api: str
 ) -> None:
     emu = make_emulator(app_engine_host=target.url)
-    c = _client(emu, "grpc", api)
+    c = _client(emu, transport, api)
     q = _queue(c, "gae-rules")
     full = TYPES[api].Task.View.FULL
     plain = c.create_task(
@@ -411,12 +417,12 @@ def test_failed_run_task_reschedules_from_the_call_time(
 
 
 # -- 7. retry headers -------------------------------------------------------------------------
-@pytest.mark.parametrize("api", ["v2", "v2beta3"])
+@BOTH
 def test_retry_headers_of_http_and_app_engine_tasks(
-    make_emulator: Any, target: TargetServer, api: str
+    make_emulator: Any, target: TargetServer, transport: str, api: str
 ) -> None:
     emu = make_emulator(time_scale=1000.0, app_engine_host=target.url)
-    c = _client(emu, "grpc", api)
+    c = _client(emu, transport, api)
     q = _queue(c, "retry-hdrs", retry_config={"min_backoff": _d(1), "max_backoff": _d(1)})
     target.script("/h", 503, 404, 500, 200)
     target.script("/g", 503, 404, 500, 200)
