@@ -90,7 +90,8 @@ def cloud_event(payload: bytes, message_id: str) -> tuple[dict[str, str], bytes]
 def run(n: int, rpc_latency_ms: float = 20.0) -> dict[str, float]:
     target = Target()
     target.start()
-    proc, grpc_target, rest_url = start_emulator()
+    # Hundreds of RunTask calls back to back: the 60-a-minute quota is lifted for this latency run.
+    proc, grpc_target, rest_url = start_emulator(lift_quotas=True)
     servers: list[FunctionServer] = []
     result: dict[str, float] = {"n": n, "rpc_latency_ms": rpc_latency_ms}
     try:

@@ -9,6 +9,17 @@ from __future__ import annotations
 from cloudtasks_emulator.clients import tasks_client
 from cloudtasks_emulator.control import Control, RunRecord
 from cloudtasks_emulator.errors import RpcError
+from cloudtasks_emulator.oidc import TokenSigner
+from cloudtasks_emulator.quota import Quotas
 from cloudtasks_emulator.server import Emulator, serve
 
-__all__ = ["Control", "Emulator", "RpcError", "RunRecord", "serve", "tasks_client"]
+__all__ = [
+    "Control",
+    "Emulator",
+    "Quotas",
+    "RpcError",
+    "RunRecord",
+    "TokenSigner",
+    "serve",
+    "tasks_client",
+]

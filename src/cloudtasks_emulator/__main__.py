@@ -5,7 +5,20 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from cloudtasks_emulator.model import QUEUE_REUSE_DELAY_S
+from cloudtasks_emulator.quota import Quotas
 from cloudtasks_emulator.server import serve
+from cloudtasks_emulator.service import DEFAULT_LOCATIONS
+
+
+def _quota(value: str) -> int | None:
+    """A per-minute quota: a count >= 0, or "none"/"unlimited" to lift it."""
+    if value.lower() in ("none", "unlimited", "lifted"):
+        return None
+    count = int(value)
+    if count < 0:
+        raise argparse.ArgumentTypeError("a quota is a count >= 0, or 'none'")
+    return count
 
 
 def parser(prog: str = "cloudtasks-emulator") -> argparse.ArgumentParser:
@@ -23,16 +36,88 @@ def parser(prog: str = "cloudtasks-emulator") -> argparse.ArgumentParser:
         default=1.0,
         help="speed of emulated time: 60 makes a one-minute backoff last one second (%(default)s)",
     )
+    production = Quotas()
+    quotas = cli.add_argument_group(
+        "quotas", "per project and per minute of emulated time, as the real service enforces them"
+    )
+    quotas.add_argument(
+        "--quota-run-per-min",
+        type=_quota,
+        default=production.run_per_min,
+        help="RunTask calls (%(default)s; 'none' lifts it)",
+    )
+    quotas.add_argument(
+        "--quota-list-per-min",
+        type=_quota,
+        default=production.list_per_min,
+        help="ListTasks, ListQueues and ListLocations calls (%(default)s)",
+    )
+    quotas.add_argument(
+        "--quota-api-per-min",
+        type=_quota,
+        default=production.api_per_min,
+        help="every Cloud Tasks call (%(default)s)",
+    )
+    quotas.add_argument(
+        "--lift-quotas", action="store_true", help="no quota at all (overrides the three above)"
+    )
+    cli.add_argument(
+        "--dedup-window",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how long a task name stays taken after the task is gone (%(default)s)",
+    )
+    cli.add_argument(
+        "--queue-reuse-delay",
+        type=float,
+        default=QUEUE_REUSE_DELAY_S,
+        metavar="SECONDS",
+        help="how long a deleted queue's name stays taken (%(default)s: 7 days)",
+    )
+    cli.add_argument(
+        "--app-engine-host",
+        default=None,
+        metavar="URL",
+        help="where App Engine tasks go, e.g. http://127.0.0.1:8080 (none: they fail)",
+    )
+    cli.add_argument(
+        "--oidc-key",
+        default=None,
+        metavar="PEM_FILE",
+        help="RSA private key that signs OIDC tokens (default: one generated at start)",
+    )
+    cli.add_argument(
+        "--locations",
+        default=",".join(DEFAULT_LOCATIONS),
+        metavar="IDS",
+        help="comma-separated location ids ListLocations shows (default: the Cloud Tasks regions)",
+    )
     return cli
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "cloudtasks-emulator") -> None:
     args = parser(prog).parse_args(argv)
+    quotas = (
+        Quotas.lifted()
+        if args.lift_quotas
+        else Quotas(
+            run_per_min=args.quota_run_per_min,
+            list_per_min=args.quota_list_per_min,
+            api_per_min=args.quota_api_per_min,
+        )
+    )
     serve(
         host=args.host,
         grpc_port=args.grpc_port,
         rest_port=args.rest_port,
         time_scale=args.time_scale,
+        dedup_window_s=args.dedup_window,
+        app_engine_host=args.app_engine_host,
+        quotas=quotas,
+        queue_reuse_delay_s=args.queue_reuse_delay,
+        oidc_key_file=args.oidc_key,
+        locations=[loc.strip() for loc in args.locations.split(",") if loc.strip()],
     )
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import heapq
 import threading
+import time
+from urllib.parse import urljoin
 
 from cloudtasks_emulator import model
-from cloudtasks_emulator.httpclient import HttpClient, HttpError
+from cloudtasks_emulator.httpclient import Answer, HttpClient, HttpError
 from cloudtasks_emulator.model import AttemptResult, AttemptSpec, Store
 
 _GONE = -1.0  # the queue was deleted: its worker ends
@@ -140,6 +143,9 @@ class Dispatcher:
                 continue
             if schedule_s > now:
                 return self.clock.until_s(schedule_s), specs
+            if store.expired(qs, ts, now):
+                heapq.heappop(heap)
+                continue
             if qs.inflight >= limits.max_concurrent_dispatches:
                 return None, specs  # a finishing attempt wakes the worker
             if qs.tokens < 1.0:
@@ -163,7 +169,7 @@ class Dispatcher:
         headers = {k: v for k, v in spec.headers.items() if k.lower() not in _HOP_BY_HOP}
         try:
             async with asyncio.timeout(self.clock.real_seconds(spec.deadline_s)):
-                status = await client.request(spec.method, spec.url, headers, spec.body)
+                answer = await self._follow(client, spec, headers)
         except TimeoutError:
             return AttemptResult(
                 None, model.DEADLINE_EXCEEDED, "Dispatch deadline exceeded", "DEADLINE_EXCEEDED"
@@ -178,8 +184,56 @@ class Dispatcher:
             # Observed on the real service: an unreachable target is reported as UNKNOWN.
             text = f"Failed to dispatch to {spec.url}: {type(err).__name__}"
             return AttemptResult(None, model.UNKNOWN, text, "UNKNOWN")
-        code = model.rpc_code_for_http(status)
-        return AttemptResult(status, code, _status_message(code, status), f"HTTP {status}")
+        status = answer.status
+        # 304 Not Modified is not retried by the real service: the attempt counts as done.
+        code = model.OK if status == 304 else model.rpc_code_for_http(status)
+        retry_after = retry_after_s(answer.retry_after, self.clock.time_scale)
+        return AttemptResult(
+            status, code, _status_message(code, status), f"HTTP {status}", retry_after
+        )
+
+    async def _follow(
+        self, client: HttpClient, spec: AttemptSpec, headers: dict[str, str]
+    ) -> Answer:
+        """One attempt: the request, then (HTTP targets) each redirect's Location, all within
+        the attempt's deadline. "The Location header response from a redirect response [300 -
+        399] may be followed. The redirect is not counted as a separate attempt." (HttpRequest.url)
+        """
+        method, url, body = spec.method, spec.url, spec.body
+        answer = await client.request(method, url, headers, body)
+        hops = 0
+        while (
+            spec.follow_redirects
+            and 300 <= answer.status < 400
+            and answer.status != 304
+            and answer.location
+            and hops < model.MAX_REDIRECTS
+        ):
+            hops += 1
+            url = urljoin(url, answer.location)
+            if answer.status == 303 or (answer.status in (301, 302) and method == "POST"):
+                # What common HTTP clients do (RFC 9110 15.4): the redirected request is a GET.
+                method, body = "GET", b""
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+            answer = await client.request(method, url, headers, body)
+        return answer
+
+
+def retry_after_s(value: str | None, time_scale: float) -> float | None:
+    """Retry-After as emulated seconds: delay-seconds, or an HTTP date (a real-clock time the
+    target gave, so the wait it asks for is scaled into emulated time)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, (when.timestamp() - time.time()) * time_scale)
 
 
 def _status_message(code: int, status: int) -> str:

@@ -10,8 +10,10 @@ from typing import Any
 
 import grpc
 from google.cloud import tasks_v2, tasks_v2beta3
+from google.cloud.location import locations_pb2
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import empty_pb2
+from grpc_status import rpc_status
 
 from cloudtasks_emulator.errors import RpcError
 from cloudtasks_emulator.service import CloudTasksService
@@ -49,6 +51,13 @@ _PLUS = {"v2": tasks_v2, "v2beta3": tasks_v2beta3}
 _UNSUPPORTED = ("BatchCreateTasks", "BatchDeleteTasks", "UpdateCmekConfig", "GetCmekConfig")
 
 
+def abort(context: grpc.ServicerContext, err: RpcError) -> None:
+    """End the call with the error, its details in `grpc-status-details-bin` when it has any."""
+    if err.details:
+        context.abort_with_status(rpc_status.to_status(err.status_proto()))
+    context.abort(err.code, err.message)
+
+
 def _handler(
     service: CloudTasksService, api: str, method: str
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
@@ -57,7 +66,7 @@ def _handler(
         try:
             return service.call(api, method, request)
         except RpcError as err:
-            context.abort(err.code, err.message)
+            abort(context, err)
         except Exception as err:  # a bug in the emulator: say so loudly, answer INTERNAL
             log.exception("emulator failure in %s.%s", api, method)
             context.abort(grpc.StatusCode.INTERNAL, f"emulator error: {type(err).__name__}: {err}")
@@ -73,7 +82,7 @@ def _raw_handler(
         try:
             service.call(api, method, request)
         except RpcError as err:
-            context.abort(err.code, err.message)
+            abort(context, err)
         context.abort(grpc.StatusCode.INTERNAL, f"{method} answered without an error")
         raise AssertionError("unreachable: abort raises")
 
@@ -99,6 +108,25 @@ def cloud_tasks_handlers(service: CloudTasksService) -> list[grpc.GenericRpcHand
         handlers.append(
             grpc.method_handlers_generic_handler(f"google.cloud.tasks.{api}.CloudTasks", methods)
         )
+    # The location mixin every Cloud Tasks client carries (list_locations, get_location): one
+    # gRPC service for both versions, answered as v2.
+    locations = {
+        "ListLocations": (locations_pb2.ListLocationsRequest, locations_pb2.ListLocationsResponse),
+        "GetLocation": (locations_pb2.GetLocationRequest, locations_pb2.Location),
+    }
+    handlers.append(
+        grpc.method_handlers_generic_handler(
+            "google.cloud.location.Locations",
+            {
+                method: grpc.unary_unary_rpc_method_handler(
+                    _handler(service, "v2", method),
+                    request_deserializer=req.FromString,
+                    response_serializer=resp.SerializeToString,
+                )
+                for method, (req, resp) in locations.items()
+            },
+        )
+    )
     return handlers
 
 

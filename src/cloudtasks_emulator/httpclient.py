@@ -2,14 +2,16 @@
 
 Why not httpx: its async connection pool tops out below the 500 dispatches/s per queue the real
 service allows once it shares two cores with the rest of the emulator. Dispatch only needs the
-status code, so this client sends one request per connection at a time, reads and discards the
-body (Content-Length, chunked or until close) and keeps idle connections per host for reuse.
+status code and two headers (Location for redirects, Retry-After for 429/503), so this client
+sends one request per connection at a time, reads and discards the body (Content-Length, chunked
+or until close) and keeps idle connections per host for reuse.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 _NO_BODY_STATUS = (204, 304)
@@ -24,13 +26,20 @@ class HttpError(Exception):
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    location: str | None = None
+    retry_after: str | None = None
+
+
 class HttpClient:
     def __init__(self) -> None:
         self._idle: dict[tuple[str, str, int], list[Conn]] = {}
         self._ssl: ssl.SSLContext | None = None
 
-    async def request(self, method: str, url: str, headers: dict[str, str], body: bytes) -> int:
-        """Send one request; return the response status code."""
+    async def request(self, method: str, url: str, headers: dict[str, str], body: bytes) -> Answer:
+        """Send one request; return the response status and the headers dispatch needs."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
@@ -85,7 +94,7 @@ class HttpClient:
 
     async def _exchange(
         self, key: tuple[str, str, int], conn: Conn, payload: bytes, method: str
-    ) -> int:
+    ) -> Answer:
         reader, writer = conn
         done = False
         try:
@@ -97,10 +106,10 @@ class HttpClient:
                 if not err.partial:
                     raise _StaleConnectionError from None
                 raise
-            status, keep_alive, length, chunked = _parse_head(head)
+            status, keep_alive, length, chunked, answer = _parse_head(head)
             while 100 <= status < 200:  # interim answers precede the real one
                 head = await reader.readuntil(b"\r\n\r\n")
-                status, keep_alive, length, chunked = _parse_head(head)
+                status, keep_alive, length, chunked, answer = _parse_head(head)
             if method == "HEAD" or status in _NO_BODY_STATUS:
                 pass
             elif chunked:
@@ -115,9 +124,9 @@ class HttpClient:
                 pool = self._idle.setdefault(key, [])
                 if len(pool) < _MAX_IDLE_PER_HOST:
                     pool.append(conn)
-                    return status
+                    return answer
             writer.close()
-            return status
+            return answer
         finally:
             if not done:
                 writer.close()
@@ -133,7 +142,7 @@ class _StaleConnectionError(Exception):
     """A reused connection closed before answering."""
 
 
-def _parse_head(head: bytes) -> tuple[int, bool, int | None, bool]:
+def _parse_head(head: bytes) -> tuple[int, bool, int | None, bool, Answer]:
     lines = head.decode("latin-1").split("\r\n")
     status_line = lines[0].split(" ", 2)
     if len(status_line) < 2 or not status_line[0].startswith("HTTP/1."):
@@ -145,6 +154,8 @@ def _parse_head(head: bytes) -> tuple[int, bool, int | None, bool]:
     keep_alive = status_line[0] == "HTTP/1.1"
     length: int | None = None
     chunked = False
+    location: str | None = None
+    retry_after: str | None = None
     for line in lines[1:]:
         name, _, value = line.partition(":")
         name = name.strip().lower()
@@ -156,13 +167,17 @@ def _parse_head(head: bytes) -> tuple[int, bool, int | None, bool]:
                 raise HttpError("bad Content-Length") from None
         elif name == "transfer-encoding":
             chunked = "chunked" in value.lower()
+        elif name == "location":
+            location = value
+        elif name == "retry-after":
+            retry_after = value
         elif name == "connection":
             token = value.lower()
             if "close" in token:
                 keep_alive = False
             elif "keep-alive" in token:
                 keep_alive = True
-    return status, keep_alive, length, chunked
+    return status, keep_alive, length, chunked, Answer(status, location, retry_after)
 
 
 async def _skip_chunked(reader: asyncio.StreamReader) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import heapq
-import json
 import math
 import secrets
 import threading
@@ -25,6 +24,7 @@ from google.cloud import tasks_v2, tasks_v2beta3
 from google.protobuf.message import Message
 
 from cloudtasks_emulator.clock import Clock
+from cloudtasks_emulator.oidc import DEFAULT_SCOPE, TokenSigner
 
 B3Task: Any = tasks_v2beta3.Task.pb()
 B3Queue: Any = tasks_v2beta3.Queue.pb()
@@ -54,6 +54,17 @@ MIN_DEADLINE_S = 15.0
 MAX_DEADLINE_S = 1800.0
 MAX_APP_ENGINE_DEADLINE_S = 86400.0
 MAX_SCHEDULE_AHEAD_S = 30 * 86400.0
+QUEUE_REUSE_DELAY_S = 7 * 86400.0  # "Queue re-creation: 7 days" (Quotas and limits page)
+MIN_TOMBSTONE_TTL_S, MAX_TOMBSTONE_TTL_S = 3600.0, 9 * 86400.0
+MIN_TASK_TTL_S, MAX_TASK_TTL_S = 10 * 86400.0, 10 * 365 * 86400.0
+MAX_REDIRECTS = 10
+
+HTTP_USER_AGENT = "Google-Cloud-Tasks"
+APP_ENGINE_USER_AGENT = "AppEngine-Google; (+http://code.google.com/appengine)"
+# Headers a task cannot set (HttpRequest.headers, AppEngineHttpRequest.headers): they are
+# dropped when the task is created and never sent as the task gave them.
+_RESERVED_PREFIXES = ("x-cloudtasks-", "x-appengine-", "x-google-")
+_COMPUTED = frozenset({"host", "content-length"})
 
 HTTP_METHODS = {1: "POST", 2: "GET", 3: "HEAD", 4: "PUT", 5: "DELETE", 6: "PATCH", 7: "OPTIONS"}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -112,6 +123,44 @@ def set_dur(d: Any, seconds: float) -> None:
     whole = math.floor(seconds)
     d.seconds = whole
     d.nanos = round((seconds - whole) * 1e9)
+
+
+def truncate_dur(d: Any, unit_nanos: int) -> None:
+    """Drop what is finer than `unit_nanos` (the API truncates backoffs to whole seconds and
+    dispatch deadlines to milliseconds)."""
+    if unit_nanos >= 1_000_000_000:
+        d.nanos = 0
+    else:
+        d.nanos = d.nanos - d.nanos % unit_nanos
+
+
+def clean_headers(headers: Any, app_engine: bool, body: bytes) -> None:
+    """Apply the API's header rules to a task's stored headers, as the real service stores them:
+    reserved and computed headers are dropped, User-Agent is set (HTTP) or appended to (App
+    Engine), and an App Engine task with a body gets Content-Type application/octet-stream
+    unless it has one and the Content-Length Cloud Tasks computes. Header names keep their case.
+    """
+    agent: str | None = None
+    has_type = False
+    for name in list(headers):
+        lower = name.lower()
+        if lower.startswith(_RESERVED_PREFIXES) or lower in _COMPUTED:
+            del headers[name]
+        elif lower == "user-agent":
+            agent = headers[name]
+            del headers[name]
+        elif lower == "content-type":
+            has_type = True
+    if app_engine:
+        headers["User-Agent"] = (
+            f"{agent} {APP_ENGINE_USER_AGENT}" if agent else APP_ENGINE_USER_AGENT
+        )
+        if body:
+            headers["Content-Length"] = str(len(body))
+            if not has_type:
+                headers["Content-Type"] = "application/octet-stream"
+    else:
+        headers["User-Agent"] = HTTP_USER_AGENT
 
 
 # -- version conversion ---------------------------------------------------------------------
@@ -199,8 +248,9 @@ def task_to_api(api: str, task: Any, view: int, out: Any = None) -> Any:
 
 # -- retry schedule -------------------------------------------------------------------------
 def burst_for_rate(rate_per_s: float) -> int:
-    """max_burst_size is output only and picked by the service from the rate; the real default
-    queue (500/s) reports 100. One fifth of a second's worth, at least 1, is used for all rates."""
+    """max_burst_size is output only, picked by the service from the rate by a rule it does not
+    document; the real default queue (500/s) reports 100. The emulator uses one fifth of a
+    second's worth, at least 1, for every rate (listed as a difference in docs/emulator.md)."""
     return max(1, min(500, math.ceil(rate_per_s / 5)))
 
 
@@ -269,7 +319,9 @@ class TaskState:
     queue_inflight: bool = False  # the queue's own (non-forced) dispatch is outstanding
     latest_attempt: int = 0
     exec_count: int = 0  # answers below 500 (the X-CloudTasks-TaskExecutionCount rule)
+    app_engine_exec_count: int = 0  # answered attempts except 503 "instance unavailable"
     first_dispatch_s: float | None = None
+    created_s: float = 0.0
     previous_status: int | None = None  # HTTP code of the previous attempt, if it had one
     previous_reason: str | None = None
 
@@ -306,6 +358,8 @@ class AttemptSpec:
     headers: dict[str, str]
     body: bytes
     deadline_s: float  # emulated seconds
+    started_s: float = 0.0  # emulated time the attempt started (the RunTask call, if forced)
+    follow_redirects: bool = False  # HTTP targets may follow a Location; App Engine never
 
 
 @dataclass(frozen=True)
@@ -313,18 +367,30 @@ class AttemptResult:
     http_status: int | None  # None: no HTTP answer (connection error, deadline)
     code: int  # google.rpc code
     message: str
-    reason: str  # for X-CloudTasks-TaskRetryReason on the next attempt
+    reason: str  # for X-AppEngine-TaskRetryReason on the next attempt
+    retry_after_s: float | None = None  # the target's Retry-After, in seconds from its answer
 
 
 class Store:
     """All queues, tasks and de-duplication tombstones, behind one lock."""
 
-    def __init__(self, clock: Clock, dedup_window_s: float, app_engine_host: str | None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        dedup_window_s: float,
+        app_engine_host: str | None,
+        *,
+        signer: TokenSigner | None = None,
+        queue_reuse_delay_s: float = QUEUE_REUSE_DELAY_S,
+    ) -> None:
         self.lock = threading.RLock()
         self.clock = clock
         self.dedup_window_s = dedup_window_s
         self.app_engine_host = app_engine_host.rstrip("/") if app_engine_host else None
+        self.signer = signer or TokenSigner()
+        self.queue_reuse_delay_s = queue_reuse_delay_s
         self.queues: dict[str, QueueState] = {}
+        self.queue_tombstones: dict[str, float] = {}  # deleted queue name → emulated expiry
         self.tombstones: dict[str, float] = {}  # task name → emulated expiry
         self._tomb_heap: list[tuple[float, str]] = []
         self._seq = 0
@@ -348,6 +414,31 @@ class Store:
                 del self.tombstones[old]
         until = self.tombstones.get(name)
         return until is not None and until > now
+
+    def queue_deleted(self, name: str) -> None:
+        self.queue_tombstones[name] = self.clock.now_s() + self.queue_reuse_delay_s
+
+    def queue_recently_deleted(self, name: str) -> bool:
+        until = self.queue_tombstones.get(name)
+        if until is None:
+            return False
+        if until <= self.clock.now_s():
+            del self.queue_tombstones[name]
+            return False
+        return True
+
+    def expired(self, qs: QueueState, ts: TaskState, now_s: float) -> bool:
+        """A task older than its queue's task_ttl is deleted by the service (looked at lazily:
+        whenever the task is read, listed or due)."""
+        if self.past_ttl(qs, ts, now_s):
+            self.remove_task(qs, ts)
+            return True
+        return False
+
+    @staticmethod
+    def past_ttl(qs: QueueState, ts: TaskState, now_s: float) -> bool:
+        ttl = dur_s(qs.pb.task_ttl)
+        return ttl > 0 and now_s - ts.created_s >= ttl
 
     def remove_task(self, qs: QueueState, ts: TaskState) -> None:
         name = str(ts.pb.name)
@@ -384,6 +475,8 @@ class Store:
         ts.gen += 1  # out of the heap until the outcome reschedules it
         method, url, headers, body, deadline = self._build_request(qs, ts, retry_count)
         return AttemptSpec(
+            started_s=now,
+            follow_redirects=not pb.HasField("app_engine_http_request"),
             queue=qs.name,
             task=str(pb.name),
             attempt_id=ts.latest_attempt,
@@ -415,6 +508,8 @@ class Store:
             pb.response_count += 1
             if result.http_status < 500:
                 ts.exec_count += 1
+            if result.http_status != 503:
+                ts.app_engine_exec_count += 1
         if spec.attempt_id == ts.latest_attempt:
             set_ts(pb.last_attempt.response_time, now)
             pb.last_attempt.response_status.code = result.code
@@ -430,7 +525,15 @@ class Store:
         if retries_exhausted(retry, pb.dispatch_count, age):
             self.remove_task(qs, ts)
             return
-        ts.schedule_s = now + backoff_s(retry, pb.dispatch_count)
+        delay = backoff_s(retry, pb.dispatch_count)
+        if result.http_status in (429, 503) and result.retry_after_s is not None:
+            # "The retry specified in the Retry-After HTTP response header is considered": the
+            # retry waits at least that long, within the queue's max_backoff.
+            delay = max(delay, min(result.retry_after_s, dur_s(retry.max_backoff)))
+        # A forced run reschedules from the time RunTask was called (RunTask's documentation);
+        # a queue dispatch from the time its answer came.
+        base = spec.started_s if spec.forced else now
+        ts.schedule_s = base + delay
         set_ts(pb.schedule_time, ts.schedule_s)
         if not ts.queue_inflight:
             qs.push(ts)
@@ -450,17 +553,17 @@ class Store:
             base = self.app_engine_host or "http://app-engine-host-not-configured.invalid"
             uri = req.relative_uri or "/"
             url = base + (uri if uri.startswith("/") else "/" + uri)
-            headers.update(req.headers)
+            _merge(headers, req.headers)
             prefix = "X-AppEngine-"
-            headers["User-Agent"] = "AppEngine-Google; (+http://code.google.com/appengine)"
+            exec_count = ts.app_engine_exec_count
             body = bytes(req.body)
         else:
             req = pb.http_request
             method = HTTP_METHODS.get(req.http_method, "POST")
             url = req.url
-            headers.update(req.headers)
+            _merge(headers, req.headers)
             prefix = "X-CloudTasks-"
-            headers["User-Agent"] = "Google-Cloud-Tasks"
+            exec_count = ts.exec_count
             body = bytes(req.body)
             oidc = req.oidc_token if req.HasField("oidc_token") else None
             oauth = req.oauth_token if req.HasField("oauth_token") else None
@@ -472,23 +575,27 @@ class Store:
                 elif target.HasField("oauth_token"):
                     oidc, oauth = None, target.oauth_token
             if oidc is not None:
-                token = fake_jwt(oidc.service_account_email, oidc.audience or url, None)
-                headers["Authorization"] = f"Bearer {token}"
+                token = self.signer.id_token(oidc.service_account_email, oidc.audience or url)
+                _set(headers, "Authorization", f"Bearer {token}")
             elif oauth is not None:
-                scope = oauth.scope or "https://www.googleapis.com/auth/cloud-platform"
-                token = fake_jwt(oauth.service_account_email, None, scope)
-                headers["Authorization"] = f"Bearer {token}"
-        if body and not any(k.lower() == "content-type" for k in headers):
-            headers["Content-Type"] = "application/octet-stream"
+                token = self.signer.access_token(
+                    oauth.service_account_email, oauth.scope or DEFAULT_SCOPE
+                )
+                _set(headers, "Authorization", f"Bearer {token}")
+            _set(headers, "User-Agent", HTTP_USER_AGENT)  # queue overrides cannot change it
         headers[prefix + "QueueName"] = queue_id
         headers[prefix + "TaskName"] = task_id
         headers[prefix + "TaskRetryCount"] = str(retry_count)
-        headers[prefix + "TaskExecutionCount"] = str(ts.exec_count)
+        headers[prefix + "TaskExecutionCount"] = str(exec_count)
         headers[prefix + "TaskETA"] = eta
         if retry_count > 0:
             if ts.previous_status is not None:
                 headers[prefix + "TaskPreviousResponse"] = str(ts.previous_status)
-            if ts.previous_reason:
+            if prefix == "X-CloudTasks-":
+                # Captures of the real service show the header present and empty on retries
+                # of HTTP tasks.
+                headers[prefix + "TaskRetryReason"] = ""
+            elif ts.previous_reason:
                 headers[prefix + "TaskRetryReason"] = ts.previous_reason
         return method, url, headers, body, deadline or DEFAULT_DEADLINE_S
 
@@ -513,7 +620,11 @@ def _apply_http_target(
     if target.http_method:
         method = HTTP_METHODS.get(target.http_method, method)
     for override in target.header_overrides:
-        headers[override.header.key] = override.header.value
+        key = override.header.key
+        lower = key.lower()
+        if lower.startswith(_RESERVED_PREFIXES) or lower in _COMPUTED:
+            continue
+        _set(headers, key, override.header.value)
     if target.HasField("uri_override"):
         uo = target.uri_override
         parts = urlsplit(url)
@@ -544,26 +655,22 @@ def _apply_http_target(
     return method, url
 
 
-def fake_jwt(email: str, audience: str | None, scope: str | None) -> str:
-    """A clearly fake, unsigned JWT (alg "none") carrying the identity Cloud Tasks would assert."""
-    header = {"alg": "none", "typ": "JWT", "kid": "cloud-tasks-emulator"}
-    claims: dict[str, Any] = {
-        "iss": "https://accounts.google.com",
-        "email": email,
-        "email_verified": True,
-        "sub": email,
-        "emulator": True,
-    }
-    if audience is not None:
-        claims["aud"] = audience
-    if scope is not None:
-        claims["scope"] = scope
+def _set(headers: dict[str, str], name: str, value: str) -> None:
+    """Set a header, replacing any spelling of it: one header per name on the wire."""
+    lower = name.lower()
+    for existing in [k for k in headers if k.lower() == lower]:
+        del headers[existing]
+    headers[name] = value
 
-    def enc(obj: dict[str, Any]) -> str:
-        raw = json.dumps(obj, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-    return f"{enc(header)}.{enc(claims)}."
+def _merge(headers: dict[str, str], stored: Any) -> None:
+    """The task's stored headers, without any reserved name (older state or a queue override
+    may still hold one)."""
+    for name, value in stored.items():
+        lower = name.lower()
+        if lower.startswith(_RESERVED_PREFIXES) or lower in _COMPUTED:
+            continue
+        _set(headers, name, value)
 
 
 def generated_task_id() -> str:

@@ -9,6 +9,7 @@ control endpoints under `/_emulator/`, so a standalone emulator can be driven fr
 
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import enum
@@ -17,18 +18,21 @@ import logging
 import re
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 import grpc
 from google.cloud import tasks_v2, tasks_v2beta3
-from google.protobuf import json_format
+from google.cloud.location import locations_pb2
+from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from cloudtasks_emulator.errors import RpcError
+from cloudtasks_emulator.oidc import TokenSigner
+from cloudtasks_emulator.service import BufferTaskRequest
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +167,23 @@ def _routes() -> list[_Route]:
         route("GET", rf"({_TASK})", "GetTask", ("name",), None),
         route("DELETE", rf"({_TASK})", "DeleteTask", ("name",), None),
         route("POST", rf"({_TASK}):run", "RunTask", ("name",), "*"),
+        route("POST", rf"({_QUEUE})/tasks/?:buffer", "BufferTask", ("queue",), "*"),
+        route("POST", rf"({_QUEUE})/tasks/({_ID}):buffer", "BufferTask", ("queue", "taskId"), "*"),
         route("GET", rf"({_LOC}/cmekConfig)", "GetCmekConfig", ("name",), None),
         route("PATCH", rf"({_LOC}/cmekConfig)", "UpdateCmekConfig", ("cmekConfig.name",), "*"),
     ]
 
 
 ROUTES = _routes()
+
+_IDENTITY_PATHS = frozenset(
+    {
+        "/.well-known/openid-configuration",
+        "/oauth2/v3/certs",
+        "/oauth2/v1/certs",
+        "/oauth2/v3/tokeninfo",
+    }
+)
 
 
 class HttpError(Exception):
@@ -180,8 +195,18 @@ class HttpError(Exception):
         self.message = message
 
 
-def error_body(code: grpc.StatusCode, message: str) -> dict[str, Any]:
-    return {"error": {"code": HTTP_STATUS[code], "message": message, "status": code.name}}
+def error_body(
+    code: grpc.StatusCode, message: str, details: Sequence[Message] = ()
+) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": HTTP_STATUS[code], "message": message, "status": code.name}
+    if details:  # as Google's REST APIs send them: each detail with its "@type"
+        packed = []
+        for detail in details:
+            holder = any_pb2.Any()
+            holder.Pack(detail)
+            packed.append(json_format.MessageToDict(holder))
+        error["details"] = packed
+    return {"error": error}
 
 
 def _json_response(payload: Any, status: int = 200, *, pretty: bool = True) -> Response:
@@ -194,8 +219,10 @@ def _json_response(payload: Any, status: int = 200, *, pretty: bool = True) -> R
     )
 
 
-def _error_response(code: grpc.StatusCode, message: str) -> Response:
-    return _json_response(error_body(code, message), HTTP_STATUS[code])
+def _error_response(
+    code: grpc.StatusCode, message: str, details: Sequence[Message] = ()
+) -> Response:
+    return _json_response(error_body(code, message, details), HTTP_STATUS[code])
 
 
 def _types_module(api: str) -> Any:
@@ -282,9 +309,19 @@ class _QuietHandler(WSGIRequestHandler):
 class RestServer:
     """Serves the Cloud Tasks REST API (and the emulator's control endpoints) in a thread."""
 
-    def __init__(self, host: str, port: int, *, service: Any, control: Any, cloudrun: Any) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        service: Any,
+        control: Any,
+        cloudrun: Any,
+        signer: TokenSigner | None = None,
+    ) -> None:
         self.host = host
         self.port = port
+        self.signer = signer or TokenSigner()
         self.service: TasksService = service
         self.control: EmulatorControl = control
         self.cloudrun: Deployer = cloudrun
@@ -350,11 +387,13 @@ class RestServer:
         try:
             if request.path.startswith("/_emulator/"):
                 return self._handle_control(request)
+            if request.method == "GET" and request.path in _IDENTITY_PATHS:
+                return self._handle_identity(request)
             return self._handle_api(request)
         except HttpError as err:
             return _error_response(err.code, err.message)
         except RpcError as err:
-            return _error_response(err.code, err.message)
+            return _error_response(err.code, err.message, err.details)
         except Exception as err:  # a bug in the emulator: say so rather than drop the socket
             log.exception("emulator REST handler failed")
             return _error_response(grpc.StatusCode.INTERNAL, f"emulator error: {err!r}")
@@ -384,18 +423,43 @@ class RestServer:
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"{route.rpc} is not implemented by the emulator: {_UNIMPLEMENTED[route.rpc]}",
             )
-        if route.rpc in ("GetLocation", "ListLocations"):
-            return self._location(route.rpc, values[0], request)
-        message = self._build_request(api, route, values, request)
-        response = self.service.call(api, route.rpc, message)
+        ints = _ints_for_enums(request)
+        if route.rpc == "BufferTask":
+            message: Any = self._buffer_request(route, values, request)
+            answer = self.service.call(api, route.rpc, message)
+            payload: Any = {"task": self._to_json(answer["task"], ints)}
+        else:
+            message = self._build_request(api, route, values, request)
+            payload = self._to_json(self.service.call(api, route.rpc, message), ints)
         return _json_response(
-            self._to_json(response, _ints_for_enums(request)),
+            payload,
             pretty=request.args.get("prettyPrint", "true").lower() not in ("false", "0"),
+        )
+
+    @staticmethod
+    def _buffer_request(route: _Route, values: tuple[str, ...], request: Request) -> Any:
+        """BufferTaskRequest {queue, task_id, body: google.api.HttpBody} from the REST call."""
+        fields = _read_json_body(request)
+        body = fields.get("body") or {}
+        if not isinstance(body, dict):
+            raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, '"body" must be an HttpBody object')
+        try:
+            data = base64.b64decode(body.get("data") or "", validate=False)
+        except (ValueError, TypeError):
+            raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, "body.data must be base64") from None
+        content_type = body.get("contentType") or body.get("content_type") or ""
+        bound = dict(zip(route.path_fields, values, strict=True))
+        return BufferTaskRequest(
+            queue=bound["queue"],
+            task_id=bound.get("taskId", ""),
+            body=data,
+            content_type=str(content_type),
         )
 
     def _build_request(
         self, api: str, route: _Route, values: tuple[str, ...], request: Request
     ) -> Any:
+        request_type: Any
         fields: dict[str, Any] = {}
         if route.body == "*":
             fields = _read_json_body(request)
@@ -410,6 +474,14 @@ class RestServer:
             )
         for dotted, value in zip(route.path_fields, values, strict=True):
             _set_path(fields, dotted, value)
+        if route.rpc in ("ListLocations", "GetLocation"):
+            request_type = getattr(locations_pb2, f"{route.rpc}Request")
+            try:
+                return json_format.ParseDict(fields, request_type())
+            except json_format.ParseError as err:
+                raise HttpError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"Invalid JSON payload received. {err}"
+                ) from None
         request_type = getattr(_types_module(api), f"{route.rpc}Request")
         try:
             pb = json_format.ParseDict(fields, request_type.pb(request_type()))
@@ -424,20 +496,22 @@ class RestServer:
         pb: Message = response if isinstance(response, Message) else type(response).pb(response)
         return json_format.MessageToDict(pb, use_integers_for_enums=ints_for_enums)
 
-    @staticmethod
-    def _location(rpc: str, name: str, request: Request) -> Response:
-        """Locations are not stored by the emulator: every location exists (queues may be created
-        in any of them), and the list shows the one a project usually works in."""
-        if rpc == "GetLocation":
-            location_id = name.rsplit("/", 1)[1]
-            return _json_response(
-                {
-                    "name": name,
-                    "locationId": location_id,
-                    "labels": {"cloud.googleapis.com/region": location_id},
-                }
-            )
-        return _json_response({"locations": []})
+    # -- identity: what an application needs to verify the tokens tasks carry ----------------
+
+    def _handle_identity(self, request: Request) -> Response:
+        path = request.path
+        if path == "/.well-known/openid-configuration":
+            return _json_response(self.signer.discovery(self.url))
+        if path == "/oauth2/v3/certs":
+            return _json_response(self.signer.jwks())
+        if path == "/oauth2/v1/certs":
+            return _json_response(self.signer.pem_certs())
+        # /oauth2/v3/tokeninfo: what Google answers for an access token
+        token = request.args.get("access_token", "")
+        info = self.signer.token_info(token)
+        if info is None:
+            return _json_response({"error_description": "Invalid Value"}, 400)
+        return _json_response(info)
 
     # -- control endpoints ---------------------------------------------------------------------
 

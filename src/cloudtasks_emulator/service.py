@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
 from google.cloud import tasks_v2, tasks_v2beta3
+from google.cloud.location import locations_pb2
 from google.protobuf import empty_pb2, field_mask_pb2
 from google.protobuf.message import Message
 
@@ -23,12 +25,14 @@ from cloudtasks_emulator.control import Control, RunRecord
 from cloudtasks_emulator.errors import RpcError
 from cloudtasks_emulator.model import AttemptSpec, QueueState, Store, TaskState
 from cloudtasks_emulator.names import BadName, QueuePath, TaskPath, queue_path, task_path
+from cloudtasks_emulator.quota import QuotaGate, Quotas
 
 APIS = {"v2": tasks_v2, "v2beta3": tasks_v2beta3}
 _LIST_QUEUES_RESPONSE: dict[str, Any] = {a: m.ListQueuesResponse.pb() for a, m in APIS.items()}
 _LIST_TASKS_RESPONSE: dict[str, Any] = {a: m.ListTasksResponse.pb() for a, m in APIS.items()}
 
-TASK_METHODS = ("ListTasks", "GetTask", "CreateTask", "DeleteTask", "RunTask")
+TASK_METHODS = ("ListTasks", "GetTask", "CreateTask", "DeleteTask", "RunTask", "BufferTask")
+LOCATION_METHODS = ("ListLocations", "GetLocation")
 QUEUE_METHODS = (
     "ListQueues",
     "GetQueue",
@@ -41,7 +45,38 @@ QUEUE_METHODS = (
 )
 IAM_METHODS = ("GetIamPolicy", "SetIamPolicy", "TestIamPermissions")
 UNSUPPORTED_METHODS = ("BatchCreateTasks", "BatchDeleteTasks", "UpdateCmekConfig", "GetCmekConfig")
-ALL_METHODS = QUEUE_METHODS + TASK_METHODS + IAM_METHODS + UNSUPPORTED_METHODS
+ALL_METHODS = QUEUE_METHODS + TASK_METHODS + LOCATION_METHODS + IAM_METHODS + UNSUPPORTED_METHODS
+
+# Regions where Cloud Tasks runs (the Cloud Tasks locations page; the real list grows over
+# time); `Emulator(locations=...)` / `--locations` replaces the list.
+DEFAULT_LOCATIONS = (
+    "asia-east1",
+    "asia-east2",
+    "asia-northeast1",
+    "asia-northeast2",
+    "asia-northeast3",
+    "asia-south1",
+    "asia-southeast1",
+    "asia-southeast2",
+    "australia-southeast1",
+    "europe-central2",
+    "europe-west1",
+    "europe-west2",
+    "europe-west3",
+    "europe-west6",
+    "northamerica-northeast1",
+    "northamerica-northeast2",
+    "southamerica-east1",
+    "us-central1",
+    "us-east1",
+    "us-east4",
+    "us-south1",
+    "us-west1",
+    "us-west2",
+    "us-west3",
+    "us-west4",
+)
+_PROJECT_RE = re.compile(r"projects/([^/]+)")
 
 MAX_TASK_PAGE = 1000
 MAX_QUEUE_PAGE = 9800
@@ -51,9 +86,15 @@ _PARENT_RE = re.compile(r"projects/([A-Za-z0-9:.\-]{1,100})/locations/([A-Za-z0-
 _STATE_FILTER_RE = re.compile(r"\s*state\s*[:=]\s*([A-Z_]+)\s*")
 _OUTPUT_ONLY_QUEUE = ("name", "state", "purge_time", "stats")
 
+# Texts of the real service (captured by others against Cloud Tasks; see docs/emulator.md).
 QUEUE_NOT_FOUND = (
     "Queue does not exist. If you just created the queue, wait at least a minute for the queue "
     "to initialize."
+)
+ENTITY_NOT_FOUND = "Requested entity was not found."
+QUEUE_EXISTS = "Queue already exists"
+QUEUE_TOO_RECENT = (
+    "The queue cannot be created because a queue with this name existed too recently."
 )
 TASK_NOT_FOUND = "Requested entity was not found."
 TASK_EXISTS = "Requested entity already exists"
@@ -65,6 +106,16 @@ TASK_TOO_RECENT = (
     "The task cannot be created because a task with this name existed too recently. A task name "
     "cannot be reused within the de-duplication window after the task was deleted or executed."
 )
+
+
+@dataclass(frozen=True)
+class BufferTaskRequest:
+    """BufferTask's request (google-cloud-tasks 2.26 ships no type for it)."""
+
+    queue: str
+    task_id: str = ""
+    body: bytes = b""
+    content_type: str = ""
 
 
 class DispatchSink(Protocol):
@@ -90,11 +141,20 @@ def _raw(message: Any) -> Any:
 class CloudTasksService:
     """Cloud Tasks v2 and v2beta3 over one version-neutral store."""
 
-    def __init__(self, store: Store, control: Control, dispatcher: DispatchSink) -> None:
+    def __init__(
+        self,
+        store: Store,
+        control: Control,
+        dispatcher: DispatchSink,
+        quotas: Quotas | None = None,
+        locations: tuple[str, ...] = DEFAULT_LOCATIONS,
+    ) -> None:
         self.store = store
         self.control = control
         self.dispatcher = dispatcher
         self.clock = store.clock
+        self.quota = QuotaGate(quotas or Quotas(), store.clock)
+        self.locations = tuple(locations)
         self._handlers: dict[str, Callable[[str, Any], Any]] = {
             "ListQueues": self._list_queues,
             "GetQueue": self._get_queue,
@@ -109,6 +169,9 @@ class CloudTasksService:
             "CreateTask": self._create_task,
             "DeleteTask": self._delete_task,
             "RunTask": self._run_task,
+            "BufferTask": self._buffer_task,
+            "ListLocations": self._list_locations,
+            "GetLocation": self._get_location,
         }
 
     # -- entry point -----------------------------------------------------------------------
@@ -120,6 +183,7 @@ class CloudTasksService:
         if method == "RunTask":
             return self._logged_run(api, request)
         self.control.before_call(method, api)
+        self.quota.admit(method, _project_of(request))
         return self._answer(api, method, request)
 
     def _answer(self, api: str, method: str, request: Any) -> Any:
@@ -142,6 +206,7 @@ class CloudTasksService:
         name = str(getattr(request, "name", ""))
         try:
             self.control.before_call("RunTask", api)
+            self.quota.admit("RunTask", _project_of(request))
             task = self._answer(api, "RunTask", request)
         except RpcError as err:
             self.control.record_run(RunRecord(name, api, wall, emulated, err.code, err.message))
@@ -156,29 +221,31 @@ class CloudTasksService:
         try:
             return queue_path(value)
         except BadName as err:
-            raise _invalid(f"Invalid resource field value in the request: {err}") from None
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, err.message, (err.help,)) from None
 
     def _task_name(self, value: str) -> TaskPath:
         try:
             return task_path(value)
         except BadName as err:
-            raise _invalid(f"Invalid resource field value in the request: {err}") from None
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, err.message, (err.help,)) from None
 
     def _parent(self, value: str) -> str:
         if not _PARENT_RE.fullmatch(value or ""):
             raise _invalid(f"parent must be projects/PROJECT_ID/locations/LOCATION_ID: {value!r}")
         return value
 
-    def _queue(self, name: str) -> QueueState:
+    def _queue(self, name: str, missing: str = QUEUE_NOT_FOUND) -> QueueState:
         qs = self.store.queues.get(name)
         if qs is None:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, QUEUE_NOT_FOUND)
+            raise RpcError(grpc.StatusCode.NOT_FOUND, missing)
         return qs
 
     def _task(self, name: str) -> tuple[QueueState, TaskState]:
         tn = self._task_name(name)
         qs = self._queue(str(tn.queue_name))
         ts = qs.tasks.get(name)
+        if ts is not None and self.store.expired(qs, ts, self.clock.now_s()):
+            ts = None
         if ts is None:
             gone = self.store.recently_used(name)
             raise RpcError(grpc.StatusCode.NOT_FOUND, TASK_GONE if gone else TASK_NOT_FOUND)
@@ -194,35 +261,81 @@ class CloudTasksService:
         return model.task_to_api(api, ts.pb, view)
 
     @staticmethod
-    def _wants_stats(request: Any) -> bool:
+    def _read_mask(request: Any) -> list[str] | None:
+        """v2beta3 read_mask paths (None: no mask, every field but stats)."""
         mask = getattr(request, "read_mask", None)
-        return mask is not None and "stats" in list(mask.paths)
+        if mask is None or not request.HasField("read_mask"):
+            return None
+        paths = list(mask.paths)
+        for path in paths:
+            if not _valid_path(tasks_v2beta3.Queue.pb().DESCRIPTOR, path):
+                raise _invalid(f"Invalid field mask path: {path}")
+        return paths
+
+    def _queue_masked(self, api: str, qs: QueueState, paths: list[str] | None) -> Any:
+        """The read_mask rule: without a mask every field but stats; with one, exactly its
+        fields (stats only when the mask names it)."""
+        out = self._queue_out(api, qs, stats=paths is not None and "stats" in paths)
+        if paths is None:
+            return out
+        masked = type(out)()
+        field_mask_pb2.FieldMask(paths=paths).MergeMessage(out, masked)
+        return masked
 
     # -- queues ----------------------------------------------------------------------------
     def _validate_queue(self, queue: Any) -> None:
+        """The checks and texts of the real CreateQueue/UpdateQueue (captured answers)."""
         rl = queue.rate_limits
-        if rl.max_dispatches_per_second < 0 or rl.max_dispatches_per_second > model.MAX_RATE_PER_S:
-            raise _invalid("rate_limits.max_dispatches_per_second must be in (0, 500]")
-        concurrent = rl.max_concurrent_dispatches
-        if concurrent < 0 or concurrent > model.MAX_MAX_CONCURRENT:
-            raise _invalid("rate_limits.max_concurrent_dispatches must be in [1, 5000]")
+        if rl.max_dispatches_per_second < 0:
+            raise _invalid("RateLimits.maxDispatchesPerSecond cannot be negative.")
+        if rl.max_dispatches_per_second > model.MAX_RATE_PER_S:
+            raise _invalid("RateLimits.maxDispatchesPerSecond must be less than or equal to 500.")
+        if rl.max_concurrent_dispatches < 0:
+            raise _invalid("RateLimits.maxConcurrentDispatches cannot be negative.")
+        if rl.max_concurrent_dispatches > model.MAX_MAX_CONCURRENT:
+            raise _invalid("RateLimits.maxConcurrentDispatches must be less than or equal to 5000.")
         rc = queue.retry_config
         if rc.max_attempts < -1:
-            raise _invalid("retry_config.max_attempts must be -1 (unlimited) or positive")
+            raise _invalid("RetryConfig.maxAttempts must be greater or equal to -1.")
         if rc.max_doublings < 0:
-            raise _invalid("retry_config.max_doublings must not be negative")
-        for fname in ("min_backoff", "max_backoff", "max_retry_duration"):
+            raise _invalid("RetryConfig.maxDoublings cannot be negative.")
+        for fname, camel in (
+            ("min_backoff", "minBackoff"),
+            ("max_backoff", "maxBackoff"),
+            ("max_retry_duration", "maxRetryDuration"),
+        ):
             if model.dur_s(getattr(rc, fname)) < 0:
-                raise _invalid(f"retry_config.{fname} must not be negative")
+                raise _invalid(f"RetryConfig.{camel} cannot be negative.")
         if (
             rc.HasField("min_backoff")
             and rc.HasField("max_backoff")
             and model.dur_s(rc.min_backoff) > model.dur_s(rc.max_backoff)
         ):
-            raise _invalid("retry_config.min_backoff must not exceed retry_config.max_backoff")
+            raise _invalid(
+                "RetryConfig.minBackoff must be less than or equal to RetryConfig.maxBackoff."
+            )
         sampling = queue.stackdriver_logging_config.sampling_ratio
         if not 0.0 <= sampling <= 1.0:
-            raise _invalid("stackdriver_logging_config.sampling_ratio must be in [0.0, 1.0]")
+            raise _invalid("StackdriverLoggingConfig.samplingRatio must be between 0.0 and 1.0.")
+        if queue.HasField("tombstone_ttl"):
+            ttl = model.dur_s(queue.tombstone_ttl)
+            if not model.MIN_TOMBSTONE_TTL_S <= ttl <= model.MAX_TOMBSTONE_TTL_S:
+                raise _invalid("Queue.tombstoneTtl must be between 1 hour and 9 days.")
+        if queue.HasField("task_ttl"):
+            ttl = model.dur_s(queue.task_ttl)
+            if not model.MIN_TASK_TTL_S <= ttl <= model.MAX_TASK_TTL_S:
+                raise _invalid("Queue.taskTtl must be between 10 days and 10 years.")
+
+    @staticmethod
+    def _truncate_durations(queue: Any) -> None:
+        """min_backoff, max_backoff and max_retry_duration "will be truncated to the nearest
+        second" (RetryConfig). Durations under a second are kept: the service shows its own
+        default min_backoff, and gcloud's --min-backoff default, as 0.100s."""
+        rc = queue.retry_config
+        for fname in ("min_backoff", "max_backoff", "max_retry_duration"):
+            duration = getattr(rc, fname)
+            if rc.HasField(fname) and duration.seconds >= 1:
+                model.truncate_dur(duration, 1_000_000_000)
 
     def _list_queues(self, api: str, request: Any) -> Any:
         parent = self._parent(request.parent)
@@ -243,7 +356,7 @@ class CloudTasksService:
             if decoded is None:
                 raise _invalid("invalid page_token")
             start = decoded
-        stats = self._wants_stats(request)
+        paths = self._read_mask(request)
         prefix = parent + "/queues/"
         with self.store.lock:
             names = sorted(n for n in self.store.queues if n.startswith(prefix) and n > start)
@@ -259,23 +372,28 @@ class CloudTasksService:
                 picked.append(qs)
             response = _LIST_QUEUES_RESPONSE[api]()
             for qs in picked:
-                response.queues.append(self._queue_out(api, qs, stats))
+                response.queues.append(self._queue_masked(api, qs, paths))
         if more and picked:
             response.next_page_token = model.encode_queue_token(picked[-1].name)
         return response
 
     def _get_queue(self, api: str, request: Any) -> Any:
         name = str(self._queue_name(request.name))
+        paths = self._read_mask(request)
         with self.store.lock:
-            return self._queue_out(api, self._queue(name), self._wants_stats(request))
+            return self._queue_masked(api, self._queue(name), paths)
 
     def _create_queue(self, api: str, request: Any) -> Any:
         parent = self._parent(request.parent)
         queue = model.queue_from_api(api, request.queue)
         qn = self._queue_name(queue.name)
         if qn.parent != parent:
-            raise _invalid(f"queue name {queue.name!r} is not under parent {parent!r}")
+            raise _invalid(
+                f"The parent from request ('{parent}') must be the same as the parent of the "
+                f"queue name ('{qn.parent}')."
+            )
         self._validate_queue(queue)
+        self._truncate_durations(queue)
         for fname in ("state", "purge_time", "stats"):
             queue.ClearField(fname)
         queue.rate_limits.ClearField("max_burst_size")
@@ -283,7 +401,9 @@ class CloudTasksService:
         model.fill_queue_defaults(queue, self.store.dedup_window_s)
         with self.store.lock:
             if queue.name in self.store.queues:
-                raise RpcError(grpc.StatusCode.ALREADY_EXISTS, "Queue already exists")
+                raise RpcError(grpc.StatusCode.ALREADY_EXISTS, QUEUE_EXISTS)
+            if self.store.queue_recently_deleted(queue.name):
+                raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, QUEUE_TOO_RECENT)
             qs = QueueState(pb=queue, token_s=self.clock.now_s())
             qs.tokens = float(queue.rate_limits.max_burst_size)
             self.store.queues[queue.name] = qs
@@ -301,6 +421,8 @@ class CloudTasksService:
         with self.store.lock:
             qs = self.store.queues.get(name)
             created = qs is None
+            if created and self.store.queue_recently_deleted(name):
+                raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, QUEUE_TOO_RECENT)
             if created:  # UpdateQueue creates a missing queue, as the API documents
                 current = queue_cls()
                 current.name = name
@@ -317,6 +439,7 @@ class CloudTasksService:
                 merged.CopyFrom(req_queue)
             new = model.queue_from_api(api, merged)
             self._validate_queue(new)
+            self._truncate_durations(new)
             new.name = name
             for fname in ("state", "purge_time", "stats"):
                 new.ClearField(fname)
@@ -342,10 +465,11 @@ class CloudTasksService:
     def _delete_queue(self, api: str, request: Any) -> Any:
         name = str(self._queue_name(request.name))
         with self.store.lock:
-            qs = self._queue(name)
+            qs = self._queue(name, missing=ENTITY_NOT_FOUND)
             for ts in list(qs.tasks.values()):
                 self.store.remove_task(qs, ts)
             del self.store.queues[name]
+            self.store.queue_deleted(name)
         self.dispatcher.notify(name)
         return empty_pb2.Empty()
 
@@ -398,8 +522,13 @@ class CloudTasksService:
             last_seq = 0
             more = False
             # insertion order == seq order, so the page starts right after the token's key
+            now_s = self.clock.now_s()
+            stale: list[TaskState] = []
             for ts in qs.tasks.values():
                 if ts.seq <= after:
+                    continue
+                if self.store.past_ttl(qs, ts, now_s):
+                    stale.append(ts)
                     continue
                 if count == page_size:
                     more = True
@@ -408,6 +537,8 @@ class CloudTasksService:
                 model.task_to_api(api, ts.pb, view, out_tasks.add())
                 count += 1
                 last_seq = ts.seq
+            for ts in stale:
+                self.store.remove_task(qs, ts)
         if more:
             response.next_page_token = model.encode_page_token("t", last_seq)
         return response
@@ -430,8 +561,9 @@ class CloudTasksService:
             raise _invalid("push tasks cannot be added to a PULL queue")
         has_http = task.HasField("http_request")
         has_gae = task.HasField("app_engine_http_request")
+        overridden = qs.pb.HasField("http_target") and qs.pb.http_target.HasField("uri_override")
         if not has_http and not has_gae:
-            if qs.pb.HasField("http_target") and qs.pb.http_target.HasField("uri_override"):
+            if overridden:
                 task.http_request.SetInParent()
                 has_http = True
             else:
@@ -439,15 +571,12 @@ class CloudTasksService:
         if has_http:
             req = task.http_request
             url = req.url
-            overridden = qs.pb.HasField("http_target") and qs.pb.http_target.HasField(
-                "uri_override"
-            )
             if not url and not overridden:
-                raise _invalid("http_request.url is required")
+                raise _invalid("HttpRequest.url is required.")
             if url and not (url.startswith("http://") or url.startswith("https://")):
-                raise _invalid("http_request.url must start with 'http://' or 'https://'")
+                raise _invalid("HttpTarget.url must start with 'http://' or 'https://'.")
             if len(url) > MAX_URL_CHARS:
-                raise _invalid(f"http_request.url must be at most {MAX_URL_CHARS} characters")
+                raise _invalid(f"HttpRequest.url must be at most {MAX_URL_CHARS} characters.")
             method = model.HTTP_METHODS.get(req.http_method, "POST")
             if req.body and method not in model.BODY_METHODS:
                 raise _invalid("HTTP request body is allowed only with POST, PUT or PATCH")
@@ -456,6 +585,7 @@ class CloudTasksService:
             if req.oauth_token.service_account_email == "" and req.HasField("oauth_token"):
                 raise _invalid("oauth_token.service_account_email is required")
             ceiling = model.MAX_DEADLINE_S
+            model.clean_headers(req.headers, app_engine=False, body=bytes(req.body))
         else:
             req = task.app_engine_http_request
             method = model.HTTP_METHODS.get(req.http_method, "POST")
@@ -464,7 +594,10 @@ class CloudTasksService:
             if req.relative_uri and not req.relative_uri.startswith("/"):
                 raise _invalid("app_engine_http_request.relative_uri must start with '/'")
             ceiling = model.MAX_APP_ENGINE_DEADLINE_S
+            model.clean_headers(req.headers, app_engine=True, body=bytes(req.body))
         if task.HasField("dispatch_deadline"):
+            # "dispatch_deadline will be truncated to the nearest millisecond" (Task)
+            model.truncate_dur(task.dispatch_deadline, 1_000_000)
             deadline = model.dur_s(task.dispatch_deadline)
             if not model.MIN_DEADLINE_S <= deadline <= ceiling:
                 raise _invalid(
@@ -476,23 +609,29 @@ class CloudTasksService:
     def _create_task(self, api: str, request: Any) -> Any:
         parent = str(self._queue_name(request.parent))
         task = model.task_from_api(api, request.task)
+        return self._add_task(api, parent, task, int(request.response_view))
+
+    def _add_task(self, api: str, parent: str, task: Any, view: int) -> Any:
         if task.name:
             tn = self._task_name(task.name)
             if str(tn.queue_name) != parent:
-                raise _invalid(f"task name {task.name!r} is not in queue {parent!r}")
+                raise _invalid(
+                    f"The queue name from request ('{parent}') must be the same as the queue "
+                    f"name in the named task ('{tn.queue_name}')."
+                )
         for fname in ("create_time", "dispatch_count", "response_count", "first_attempt"):
             task.ClearField(fname)
         task.ClearField("last_attempt")
         task.ClearField("view")
         now = self.clock.now_s()
+        schedule_s = now
         if task.HasField("schedule_time"):
-            schedule_s = model.ts_s(task.schedule_time)
-            if schedule_s > now + model.MAX_SCHEDULE_AHEAD_S:
+            requested_s = model.ts_s(task.schedule_time)
+            if requested_s > now + model.MAX_SCHEDULE_AHEAD_S:
                 raise _invalid("schedule_time must be at most 30 days in the future")
-            schedule_s = max(schedule_s, 0.0)
-        else:
-            schedule_s = now
-        view = int(request.response_view)
+            # "If schedule_time is not set or is in the past then Cloud Tasks will set it to
+            # the current time." (CreateTaskRequest)
+            schedule_s = max(requested_s, now)
         with self.store.lock:
             qs = self._queue(parent)
             self._validate_new_task(qs, task)
@@ -509,7 +648,7 @@ class CloudTasksService:
             task.create_time.seconds = int(now)
             if task.HasField("http_request") and not task.HasField("dispatch_deadline"):
                 model.set_dur(task.dispatch_deadline, model.DEFAULT_DEADLINE_S)
-            ts = TaskState(pb=task, seq=self.store.next_seq(), schedule_s=schedule_s)
+            ts = TaskState(pb=task, seq=self.store.next_seq(), schedule_s=schedule_s, created_s=now)
             qs.tasks[task.name] = ts
             qs.push(ts)
             # The worker must look again only if the queue runs and the new task is now its
@@ -520,6 +659,32 @@ class CloudTasksService:
         if wake:
             self.dispatcher.notify(parent)
         return out
+
+    def _buffer_task(self, api: str, request: Any) -> Any:
+        """BufferTask (REST `tasks:buffer`; no gRPC type in google-cloud-tasks 2.26): a task
+        on a queue whose HttpTarget gives the URI, with the HttpBody as its body and the
+        body's content type as its Content-Type. Answers {"task": Task} (BASIC view)."""
+        parent = str(self._queue_name(request.queue))
+        with self.store.lock:
+            qs = self._queue(parent)
+            has_target = qs.pb.HasField("http_target") and qs.pb.http_target.HasField(
+                "uri_override"
+            )
+        if not has_target:
+            raise RpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "BufferTask requires the queue to have an HTTP target with a URI override.",
+            )
+        task = model.B3Task()
+        if request.task_id:
+            task.name = f"{parent}/tasks/{request.task_id}"
+        task.http_request.SetInParent()
+        if request.body:
+            task.http_request.body = request.body
+            task.http_request.http_method = 1  # POST: a body needs it
+        if request.content_type:
+            task.http_request.headers["Content-Type"] = request.content_type
+        return {"task": self._add_task(api, parent, task, model.BASIC)}
 
     def _run_task(self, api: str, request: Any) -> Any:
         with self.store.lock:
@@ -532,6 +697,66 @@ class CloudTasksService:
             out = self._task_out(api, ts, int(request.response_view))
         self.dispatcher.launch(spec)
         return out
+
+    # -- locations (the google.cloud.location mixin) ---------------------------------------
+    def _project_locations(self, project: str) -> list[str]:
+        """The configured regions plus any other location the project has queues in (the
+        emulator accepts any location id for queues)."""
+        prefix = f"projects/{project}/locations/"
+        with self.store.lock:
+            names = [n for n in self.store.queues if n.startswith(prefix)]
+        used = {n[len(prefix) :].split("/", 1)[0] for n in names}
+        return sorted(set(self.locations) | used)
+
+    @staticmethod
+    def _location(project: str, location_id: str) -> Any:
+        return locations_pb2.Location(
+            name=f"projects/{project}/locations/{location_id}",
+            location_id=location_id,
+            labels={"cloud.googleapis.com/region": location_id},
+        )
+
+    def _list_locations(self, api: str, request: Any) -> Any:
+        match = re.fullmatch(r"projects/([^/]+)", request.name or "")
+        if match is None:
+            raise _invalid(f"Invalid resource name: {request.name!r} (projects/PROJECT_ID).")
+        project = match.group(1)
+        ids = self._project_locations(project)
+        start = 0
+        if request.page_token:
+            key = model.decode_page_token("l", request.page_token)
+            if key is None:
+                raise _invalid("invalid page_token")
+            start = key
+        size = request.page_size or 100
+        if size < 0:
+            raise _invalid("page_size must not be negative")
+        response = locations_pb2.ListLocationsResponse()
+        for location_id in ids[start : start + size]:
+            response.locations.append(self._location(project, location_id))
+        if start + size < len(ids):
+            response.next_page_token = model.encode_page_token("l", start + size)
+        return response
+
+    def _get_location(self, api: str, request: Any) -> Any:
+        match = re.fullmatch(r"projects/([^/]+)/locations/([^/]+)", request.name or "")
+        if match is None:
+            raise _invalid(
+                f"Invalid resource name: {request.name!r} (projects/PROJECT_ID/locations/ID)."
+            )
+        return self._location(match.group(1), match.group(2))
+
+
+def _project_of(request: Any) -> str | None:
+    """The project a request is charged to (its parent, name, queue name or resource)."""
+    for attr in ("parent", "name", "queue", "resource"):
+        value = getattr(request, attr, None)
+        if isinstance(value, Message):
+            value = getattr(value, "name", None)
+        if isinstance(value, str) and value:
+            match = _PROJECT_RE.match(value)
+            return match.group(1) if match else None
+    return None
 
 
 def _valid_path(descriptor: Any, path: str) -> bool:

@@ -16,6 +16,7 @@ class Recorded:
     headers: dict[str, str]  # lower-cased names
     body: bytes
     received_at: float  # real time.time()
+    raw_headers: tuple[tuple[str, str], ...] = ()  # as sent: names, order and repeats kept
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Reply:
     status: int = 200
     hold: threading.Event | None = None  # answer only once this is set
     close: bool = False  # drop the connection without answering
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Location, Retry-After
 
 
 @dataclass
@@ -58,6 +60,7 @@ class TargetServer:
                     {k.lower(): v for k, v in self.headers.items()},
                     body,
                     time.time(),
+                    tuple(self.headers.items()),
                 )
                 reply = outer._arrive(rec)
                 try:
@@ -67,6 +70,8 @@ class TargetServer:
                         self.close_connection = True
                         return
                     self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 finally:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from cloudtasks_emulator import Emulator
+from cloudtasks_emulator import Emulator, tasks_client
 
 pytestmark = pytest.mark.gcloud
 
@@ -225,3 +225,45 @@ def test_missing_gcloud_skips_or_fails_as_configured(
     monkeypatch.setenv("REDRIVE_REQUIRE_GCLOUD", "1")
     with pytest.raises(pytest.fail.Exception):
         _gcloud_binary()
+
+
+def test_gcloud_buffer_locations_and_the_real_refusals(
+    gcloud: Gcloud, emulator: Emulator, target: Target
+) -> None:
+    """`gcloud tasks buffer`, `gcloud tasks locations list`, and the answers the real service
+    gives: a deleted queue's name is not free at once, the 61st forced run of a minute is over
+    the quota."""
+    loc = f"--location={LOCATION}"
+    port = target.url.rsplit(":", 1)[1]
+    gcloud(
+        "tasks", "queues", "create", "buffered", loc,
+        f"--http-uri-override=scheme:http,host:127.0.0.1,port:{port},path:/buffered",
+    )  # fmt: skip
+    target.arrived.clear()
+    gcloud("tasks", "buffer", "--queue=buffered", loc, "--task-id=b1")
+    client = tasks_client(emulator.grpc_target, "v2")
+    buffered = client.get_task(
+        name=f"projects/{PROJECT}/locations/{LOCATION}/queues/buffered/tasks/b1"
+    )
+    assert buffered.name.endswith("/queues/buffered/tasks/b1")
+    assert target.arrived.wait(30)
+    assert any(r[1] == "/buffered" for r in target.received)
+
+    listed = gcloud("tasks", "locations", "list")
+    assert {"us-central1", "europe-west1"} <= {x["locationId"] for x in listed}
+
+    gcloud("tasks", "queues", "delete", "buffered", loc)
+    refusal = gcloud.fails("tasks", "queues", "create", "buffered", loc)
+    assert "FAILED_PRECONDITION" in refusal and "existed too recently" in refusal
+
+    gcloud("tasks", "queues", "create", "forced", loc, "--min-backoff=3600s")
+    gcloud("tasks", "queues", "pause", "forced", loc)
+    gcloud(
+        "tasks", "create-http-task", "f1", "--queue=forced", loc, f"--url={target.url}/forced"
+    )  # fmt: skip
+    used = sum(1 for r in emulator.control.run_log() if r.code.name == "OK")
+    task = f"projects/{PROJECT}/locations/{LOCATION}/queues/forced/tasks/f1"
+    for _ in range(60 - used):  # the rest of this minute's quota, through the client (faster)
+        client.run_task(name=task)
+    refusal = gcloud.fails("tasks", "run", "f1", "--queue=forced", loc)
+    assert "RESOURCE_EXHAUSTED" in refusal and "Quota exceeded" in refusal

@@ -17,6 +17,7 @@ import grpc
 import httpx
 import pytest
 from google.cloud import tasks_v2, tasks_v2beta3
+from google.cloud.location import locations_pb2
 from google.cloud.run_v2 import GetServiceRequest
 from google.protobuf import empty_pb2, field_mask_pb2
 
@@ -326,11 +327,20 @@ def test_refusals_before_the_service(
     assert stack.service.calls == []
 
 
-def test_locations(stack: Stack) -> None:
+def test_locations_go_to_the_service_as_location_requests(stack: Stack) -> None:
+    stack.service.answers["GetLocation"] = lambda request: locations_pb2.Location(
+        name=request.name, location_id=request.name.rsplit("/", 1)[1]
+    )
     reply = stack.http.get(f"/v2/{LOC}")
-    assert reply.json()["name"] == LOC
-    assert reply.json()["locationId"] == "us-central1"
-    assert stack.http.get("/v2beta3/projects/demo/locations").status_code == 200
+    assert reply.json() == {"name": LOC, "locationId": "us-central1"}
+    assert stack.last == ("v2", "GetLocation", locations_pb2.GetLocationRequest(name=LOC))
+    stack.service.answers["ListLocations"] = locations_pb2.ListLocationsResponse()
+    assert stack.http.get("/v2beta3/projects/demo/locations?pageSize=5").status_code == 200
+    assert stack.last == (
+        "v2beta3",
+        "ListLocations",
+        locations_pb2.ListLocationsRequest(name="projects/demo", page_size=5),
+    )
 
 
 def test_requests_are_served_concurrently(stack: Stack) -> None:

@@ -191,10 +191,11 @@ PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 class Stack:
     """The emulator plus the application target, with helpers to put tasks in known states."""
 
-    def __init__(self, time_scale: float = 1.0) -> None:
-        from cloudtasks_emulator import Emulator, tasks_client
+    def __init__(self, time_scale: float = 1.0, quotas: Any = None) -> None:
+        from cloudtasks_emulator import Emulator, Quotas, tasks_client
 
-        self.emu = Emulator(time_scale=time_scale).start()
+        # Tests burst calls on purpose: quotas lifted unless a test asks for some.
+        self.emu = Emulator(time_scale=time_scale, quotas=quotas or Quotas.lifted()).start()
         self.target = Target().start()
         self.client = tasks_client(self.emu.grpc_target, "v2beta3")
 

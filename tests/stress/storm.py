@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudtasks_emulator import Quotas
 from redrive_tools.devserver import free_port, wait_for
 from tests.integration.helpers import (
     PARENT,
@@ -88,7 +89,7 @@ def run_storm(
     time_scale: float = 40.0,
     logs: Path,
 ) -> StormResult:
-    stack = Stack(time_scale=time_scale)
+    stack = Stack(time_scale=time_scale, quotas=Quotas())  # production quotas, emulated time
     servers: list[FunctionServer] = []
     try:
         # The application's queue: a failed task would wait ~11 emulated days for its own retry.
