@@ -249,6 +249,7 @@ def _run(pending: Pending, rt: Runtime) -> Result:
             state=state,
             fix=evidence,
             claim=claimed.fields(),
+            retry_after_s=claimed.retry_after_s,
         )
     claim = claimed.fields() if claimed is not None else None
     try:

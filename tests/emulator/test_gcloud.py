@@ -146,7 +146,14 @@ def test_gcloud_queue_and_task_commands(
     first_request = len(emulator.rest.requests)
 
     created = gcloud(
-        *queues, "create", queue_id, loc, "--max-attempts=5", "--max-dispatches-per-second=3"
+        *queues,
+        "create",
+        queue_id,
+        loc,
+        "--max-attempts=5",
+        "--max-dispatches-per-second=3",
+        # A failed attempt waits a minute: the task is still there for the commands after `run`.
+        "--min-backoff=60s",
     )
     assert created["name"] == queue
     assert created["rateLimits"]["maxDispatchesPerSecond"] == 3

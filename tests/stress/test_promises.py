@@ -320,6 +320,10 @@ def test_a_run_task_that_times_out_and_dispatches_later_is_not_called_again(
         stack.emu.control.clear()
     outcomes = [x["outcome"] for x in lines]
     assert outcomes[0] == "FAILED" and "not called again" in lines[0]["reason"], lines[0]
+    if mode == "queued":
+        # The redrive queue is told when to come back: once the claim's window has passed.
+        waits = [a for a in answers if a.status_code == 503 and a.json()["outcome"] == "DEFERRED"]
+        assert waits and all(a.headers["Retry-After"] == "2" for a in waits), answers
     assert set(outcomes[1:-1]) <= {"DEFERRED"}, outcomes
     assert outcomes[-1] in {"NOT_FOUND", "SKIPPED_ALREADY_RETRIED"}, outcomes
     assert len(answers) > 1

@@ -71,6 +71,7 @@ class Refusal:
     http_status: int = 200
     holder: str | None = None
     rung: int | None = None
+    retry_after_s: float | None = None
 
     def fields(self) -> dict[str, object]:
         return {"rung": self.rung, "holder": self.holder, "refused": self.outcome.value}
@@ -125,6 +126,7 @@ class Claims:
                     503,
                     holder,
                     rung,
+                    retry_after_s=self.window_s,
                 )
             if step is Step.YIELD:
                 return Refusal(

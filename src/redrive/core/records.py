@@ -184,6 +184,8 @@ class Result:
     job: str | None = None
     claim: dict[str, Any] | None = None
     """What the claims register said (rung, marker, owner or holder), when it was asked."""
+    retry_after_s: float | None = None
+    """When the work is worth delivering again, if known (run_job's Retry-After)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -16,6 +16,7 @@ authentication is the OIDC token checked by Cloud Run IAM).
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ from redrive.core.records import Result
 from redrive.runtime import Runtime, get_runtime
 
 ENTRY_POINT = "run_job"
+QUOTA_MINUTE_S = 60.0
+"""RESOURCE_EXHAUSTED on RunTask is the per-minute quota: an earlier retry would likely meet it."""
 QUEUE_HEADER = "X-CloudTasks-QueueName"
 TASK_NAME_HEADER = "X-CloudTasks-TaskName"
 
@@ -50,11 +53,17 @@ def handle_job(
         pipeline.record(
             rt, result, failure=failure, signal=signal, entry_point=ENTRY_POINT, started=started
         )
-        return result.http_status, {
+        body: dict[str, Any] = {
             "outcome": result.outcome.value,
             "reason": result.reason,
             "task": str(failure.task) if failure else None,
         }
+        retry_after = result.retry_after_s
+        if retry_after is None and result.http_status == 429:
+            retry_after = QUOTA_MINUTE_S
+        if retry_after is not None:
+            body["retry_after_s"] = retry_after
+        return result.http_status, body
 
     if settings.redrive_queue is None:
         return answer(
@@ -114,7 +123,11 @@ def run_job(request: Any, rt: Runtime | None = None) -> tuple[str, int, dict[str
     """Flask adapter: functions-framework passes a flask.Request."""
     body = request.get_data(cache=False)
     status, payload = handle_job(body, request.headers, rt)
-    return json.dumps(payload), status, {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json"}
+    if "retry_after_s" in payload:
+        # Cloud Tasks considers Retry-After on 429 and 503: the job comes back when it can go.
+        headers["Retry-After"] = str(math.ceil(payload["retry_after_s"]))
+    return json.dumps(payload), status, headers
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
