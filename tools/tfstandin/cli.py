@@ -7,7 +7,7 @@
 
 Started by Terraform itself (go-plugin's magic cookie in the environment: a filesystem mirror or
 dev_overrides entry whose executable runs `python -m tfstandin`), it serves the one provider named
-by TFSTANDIN_PROVIDER (google or archive) and prints go-plugin's handshake line. Terraform's
+by TFSTANDIN_PROVIDER (google, archive or time) and prints go-plugin's handshake line. Terraform's
 automatic mTLS is not supported there: set TF_DISABLE_PLUGIN_TLS=1.
 """
 
@@ -32,7 +32,7 @@ def _plugin_mode() -> int:
         )
         return 1
     name = os.environ.get("TFSTANDIN_PROVIDER", "google")
-    address = {"google": server.GOOGLE, "archive": server.ARCHIVE}[name]
+    address = {"google": server.GOOGLE, "archive": server.ARCHIVE, "time": server.TIME}[name]
     providers = server.build_providers()
     folder = Path(tempfile.mkdtemp(prefix="tfstandin-plugin-"))
     served = server.serve_one(address, providers[address], folder / "plugin.sock")

@@ -20,6 +20,7 @@ from tfstandin.provider import Provider, generic_handler
 
 GOOGLE = "registry.terraform.io/hashicorp/google"
 ARCHIVE = "registry.terraform.io/hashicorp/archive"
+TIME = "registry.terraform.io/hashicorp/time"
 PROTOCOL_VERSION = 6
 # go-plugin's handshake: Terraform starts a provider with this cookie in its environment.
 MAGIC_COOKIE_KEY = "TF_PLUGIN_MAGIC_COOKIE"
@@ -34,6 +35,7 @@ def build_providers() -> dict[str, Provider]:
             schema.load_complete("archive-provider-schema.json", "archive"),
             readers={"archive_file": read_archive_file},
         ),
+        TIME: Provider(schema.load_complete("time-provider-schema.json", "time")),
     }
 
 
