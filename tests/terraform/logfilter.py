@@ -42,7 +42,7 @@ def tokenize(text: str) -> list[Token]:
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match or match.end() == pos:
-            raise ValueError(f"cannot read the filter at: {text[pos:pos + 30]!r}")
+            raise ValueError(f"cannot read the filter at: {text[pos : pos + 30]!r}")
         kind = match.lastgroup or ""
         tokens.append(Token(kind, match.group(kind)))
         pos = match.end()

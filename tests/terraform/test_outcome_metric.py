@@ -154,5 +154,7 @@ def test_other_services_logs_are_not_counted(
         ('a=~"^ab"', {"a": "abc"}, True),
     ],
 )
-def test_the_evaluator_follows_logging_rules(text: str, entry_: dict[str, Any], expected: bool) -> None:
+def test_the_evaluator_follows_logging_rules(
+    text: str, entry_: dict[str, Any], expected: bool
+) -> None:
     assert matches(text, entry_) is expected

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tfstandin.check import CheckResult, check
 
 from tests.terraform.conftest import EXAMPLE, EXAMPLE_VARS, FIXTURES, MODULE, ROOT
-from tfstandin.check import CheckResult, check
 
 MODULE_PREFIX = "module.redrive."
 
@@ -88,13 +88,26 @@ def test_an_unknown_for_each_key_fails_the_check(terraform: str) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"job_function": "{ max_instance_request_concurrency = 4 }"}, "needs available_cpu of at least 1"),
-        ({"signal_function": "{ max_instance_request_concurrency = 2, available_cpu = \"0.5\" }"}, "needs available_cpu of at least 1"),
+        (
+            {"job_function": "{ max_instance_request_concurrency = 4 }"},
+            "needs available_cpu of at least 1",
+        ),
+        (
+            {"signal_function": '{ max_instance_request_concurrency = 2, available_cpu = "0.5" }'},
+            "needs available_cpu of at least 1",
+        ),
         ({"job_function": "{ timeout_s = 3600 }"}, "dispatch deadline"),
         ({"pipeline_alerts": "{ enabled = true }"}, "at least one notification channel"),
         ({"outcome_alert": "{ enabled = true }"}, "at least one notification channel"),
         ({"build_service_account": "{ create = false }"}, "build_service_account.email"),
-        ({"deploy_subscription": "{ enabled = true, topic = \"projects/other/topics/cloud-builds\" }"}, "deploy_subscription.create_topic = false"),
+        (
+            {
+                "deploy_subscription": (
+                    '{ enabled = true, topic = "projects/other/topics/cloud-builds" }'
+                )
+            },
+            "deploy_subscription.create_topic = false",
+        ),
     ],
 )
 def test_values_the_api_rejects_fail_the_plan(
@@ -124,7 +137,7 @@ def test_dashboard_json_charts_real_metrics(everything: CheckResult) -> None:
     assert any("Halted" in t for t in titles) and any("Parked" in t for t in titles)
     for tile in tiles:
         query = tile["widget"]["xyChart"]["dataSets"][0]["timeSeriesQuery"]["timeSeriesFilter"]
-        assert query["filter"].startswith("metric.type=\""), tile
+        assert query["filter"].startswith('metric.type="'), tile
     filters = " ".join(
         t["widget"]["xyChart"]["dataSets"][0]["timeSeriesQuery"]["timeSeriesFilter"]["filter"]
         for t in tiles
@@ -163,7 +176,8 @@ def test_functions_and_the_sink_wait_for_the_grants(everything: CheckResult) -> 
         address
         for address, r in config.items()
         if r["type"].endswith("_iam_member")
-        and r["type"] != "google_pubsub_topic_iam_member"  # publishers of topics, not the functions'
+        and r["type"]
+        != "google_pubsub_topic_iam_member"  # publishers of topics, not the functions'
         and address
         not in {
             # On the functions themselves, so necessarily after them.
@@ -190,15 +204,23 @@ def test_function_settings_reach_the_functions(everything: CheckResult) -> None:
     signal = planned["google_cloudfunctions2_function.main"]["service_config"][0]
     assert signal["min_instance_count"] == 1 and signal["max_instance_request_concurrency"] == 4
     build = planned["google_cloudfunctions2_function.main"]["build_config"][0]
-    assert build["service_account"].endswith("/serviceAccounts/builder@acme-prod.iam.gserviceaccount.com")
+    assert build["service_account"].endswith(
+        "/serviceAccounts/builder@acme-prod.iam.gserviceaccount.com"
+    )
 
 
 def test_cmek_grants_every_agent_that_encrypts(everything: CheckResult) -> None:
     planned = resources(everything)
     grants = of_type(planned, "google_kms_crypto_key_iam_member")
     members = {v["member"] for v in grants.values()}
-    for agent in ("gcp-sa-pubsub", "gs-project-accounts", "gcp-sa-artifactregistry",
-                  "gcf-admin-robot", "serverless-robot-prod", "gcp-sa-eventarc"):
+    for agent in (
+        "gcp-sa-pubsub",
+        "gs-project-accounts",
+        "gcp-sa-artifactregistry",
+        "gcf-admin-robot",
+        "serverless-robot-prod",
+        "gcp-sa-eventarc",
+    ):
         assert any(agent in m for m in members), (agent, members)
     assert planned["google_cloudfunctions2_function.main"]["kms_key_name"]
     assert planned["google_artifact_registry_repository.functions[0]"]["kms_key_name"]
@@ -212,9 +234,12 @@ def test_the_archive_ships_the_deploy_files_only(minimal: CheckResult) -> None:
         archive = (MODULE / archive).resolve()
     names = set(zipfile.ZipFile(archive).namelist())
     assert {"main.py", "requirements.txt", "src/redrive/__init__.py"} <= names
-    assert not any(n.startswith(("tests/", "tools/", "src/redrive_tools/", "src/cloudtasks_emulator/")) for n in names)
+    assert not any(
+        n.startswith(("tests/", "tools/", "src/redrive_tools/", "src/cloudtasks_emulator/"))
+        for n in names
+    )
     import hashlib
 
-    md5 = hashlib.md5(archive.read_bytes()).hexdigest()  # noqa: S324
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     assert obj["name"] == f"redrive-{md5}.zip"
     assert archive.is_relative_to(ROOT)

@@ -11,7 +11,6 @@ from typing import Any
 
 import grpc
 import pytest
-
 from tfstandin import cty, msgpack, protocol, schema
 from tfstandin.archive import read_archive_file
 from tfstandin.provider import Provider, fill_block, plan_block
@@ -22,9 +21,29 @@ SCHEMAS = schema.SCHEMAS
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, False, 0, 127, 128, -1, -33, 2**40, -(2**40), 1.5, "", "x" * 40, "é" * 300,
-     b"\x00\x01", [1, [2, "three"]], {"a": {"b": None}}, list(range(20)), {str(i): i for i in range(20)},
-     msgpack.Ext(0, b"\x00"), msgpack.Ext(12, b"\x81\x01\xc3")],
+    [
+        None,
+        True,
+        False,
+        0,
+        127,
+        128,
+        -1,
+        -33,
+        2**40,
+        -(2**40),
+        1.5,
+        "",
+        "x" * 40,
+        "é" * 300,
+        b"\x00\x01",
+        [1, [2, "three"]],
+        {"a": {"b": None}},
+        list(range(20)),
+        {str(i): i for i in range(20)},
+        msgpack.Ext(0, b"\x00"),
+        msgpack.Ext(12, b"\x81\x01\xc3"),
+    ],
 )
 def test_msgpack_round_trips(value: Any) -> None:
     assert msgpack.unpackb(msgpack.packb(value)) == value
@@ -114,20 +133,29 @@ def test_archive_file_builds_the_zip_and_hashes_it(tmp_path: Path) -> None:
         {
             "type": "zip",
             "output_path": str(out),
-            "source": [{"filename": "b.txt", "content": "B"}, {"filename": "a.txt", "content": "A"}],
+            "source": [
+                {"filename": "b.txt", "content": "B"},
+                {"filename": "a.txt", "content": "A"},
+            ],
         }
     )
     assert zipfile.ZipFile(out).namelist() == ["a.txt", "b.txt"]
-    assert state["output_md5"] == hashlib.md5(out.read_bytes()).hexdigest()  # noqa: S324
-    again = read_archive_file({"type": "zip", "output_path": str(out), "source_content": "x",
-                               "source_content_filename": "x"})
+    assert state["output_md5"] == hashlib.md5(out.read_bytes()).hexdigest()
+    again = read_archive_file(
+        {
+            "type": "zip",
+            "output_path": str(out),
+            "source_content": "x",
+            "source_content_filename": "x",
+        }
+    )
     assert again["output_size"] == out.stat().st_size
     with pytest.raises(ValueError, match="needs one of"):
         read_archive_file({"type": "zip", "output_path": str(out)})
 
 
 def call(channel: grpc.Channel, method: str, request: Any) -> Any:
-    request_name, response_name = protocol.METHODS[method]
+    _, response_name = protocol.METHODS[method]
     stub = channel.unary_unary(
         f"/{protocol.SERVICE}/{method}",
         request_serializer=lambda m: m.SerializeToString(),
@@ -150,8 +178,8 @@ def test_grpc_service_answers_schema_and_plan(tmp_path: Path) -> None:
             assert [a.name for a in response.provider_meta.block.attributes] == ["module_name"]
 
             provider: Provider = providers[GOOGLE]
-            ty = provider._type("resource", "google_service_account")
-            config = {name: None for name in ty[1]}
+            ty = provider.value_type("resource", "google_service_account")
+            config: dict[str, Any] = {name: None for name in ty[1]}
             config.update(account_id="redrive-runtime", project="p")
             dv = protocol.new("DynamicValue", msgpack=msgpack.packb(cty.encode(ty, config)))
             request = protocol.new(

@@ -50,7 +50,7 @@ def read_archive_file(config: dict[str, Any]) -> dict[str, Any]:
             info.external_attr = 0o644 << 16
             zf.writestr(info, data)
     data = output.read_bytes()
-    sha1 = hashlib.sha1(data).hexdigest()  # noqa: S324 (the provider's own output_sha)
+    sha1 = hashlib.sha1(data).hexdigest()
     sha256 = hashlib.sha256(data).digest()
     sha512 = hashlib.sha512(data).digest()
     return {
@@ -62,5 +62,5 @@ def read_archive_file(config: dict[str, Any]) -> dict[str, Any]:
         "output_base64sha256": base64.b64encode(sha256).decode(),
         "output_sha512": sha512.hex(),
         "output_base64sha512": base64.b64encode(sha512).decode(),
-        "output_md5": hashlib.md5(data).hexdigest(),  # noqa: S324 (the provider's output_md5)
+        "output_md5": hashlib.md5(data).hexdigest(),
     }

@@ -30,7 +30,7 @@ def packb(value: Any) -> bytes:
     return bytes(out)
 
 
-def _pack(value: Any, out: bytearray) -> None:  # noqa: PLR0912 (one branch per wire type)
+def _pack(value: Any, out: bytearray) -> None:
     if value is None:
         out.append(0xC0)
     elif value is True:

@@ -12,8 +12,11 @@ Apply is refused: the stand-in never talks to a cloud.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import grpc
@@ -36,7 +39,7 @@ def plan_block(block: Block, proposed: Any, creating: bool) -> Any:
         out[name] = cty.UNKNOWN if value is None and attr.computed and creating else value
     for name, nested in block.blocks.items():
         out[name] = _each(
-            nested.nesting, proposed.get(name), lambda v, b=nested.block: plan_block(b, v, creating)
+            nested.nesting, proposed.get(name), partial(plan_block, nested.block, creating=creating)
         )
     return out
 
@@ -69,9 +72,7 @@ def fill_block(block: Block, config: Any) -> Any:
             )
         out[name] = value
     for name, nested in block.blocks.items():
-        out[name] = _each(
-            nested.nesting, config.get(name), lambda v, b=nested.block: fill_block(b, v)
-        )
+        out[name] = _each(nested.nesting, config.get(name), partial(fill_block, nested.block))
     return out
 
 
@@ -95,7 +96,7 @@ class Provider:
         table = self.schema.resources if kind == "resource" else self.schema.data_sources
         return table[type_name]
 
-    def _type(self, kind: str, type_name: str) -> Any:
+    def value_type(self, kind: str, type_name: str) -> Any:
         key = (kind, type_name)
         if key not in self._types:
             self._types[key] = self._block(kind, type_name).implied_type()
@@ -104,15 +105,15 @@ class Provider:
     def _decode(self, kind: str, type_name: str, value: Any) -> Any:
         if not value.msgpack:
             return None
-        return cty.decode(self._type(kind, type_name), msgpack.unpackb(value.msgpack))
+        return cty.decode(self.value_type(kind, type_name), msgpack.unpackb(value.msgpack))
 
     def _encode(self, kind: str, type_name: str, value: Any) -> Any:
-        raw = msgpack.packb(cty.encode(self._type(kind, type_name), value))
+        raw = msgpack.packb(cty.encode(self.value_type(kind, type_name), value))
         return protocol.new("DynamicValue", msgpack=raw)
 
     # -- schema ----------------------------------------------------------------------------
 
-    def GetMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def get_metadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.calls.append("GetMetadata")
         return protocol.new(
             "GetMetadata_Response",
@@ -121,7 +122,7 @@ class Provider:
             data_sources=[protocol.new("TypeName", type_name=t) for t in self.schema.data_sources],
         )
 
-    def GetProviderSchema(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def get_provider_schema(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.calls.append("GetProviderSchema")
         if self._schema_response is None:
             response = protocol.new(
@@ -142,42 +143,42 @@ class Provider:
             self._schema_response = response
         return self._schema_response
 
-    def GetFunctions(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def get_functions(self, request: Any, context: grpc.ServicerContext) -> Any:
         return protocol.new("GetFunctions_Response")
 
     # -- validation and configuration ------------------------------------------------------
 
-    def ValidateProviderConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def validate_provider_config(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.calls.append("ValidateProviderConfig")
         return protocol.new("ValidateProviderConfig_Response")
 
-    def ValidateResourceConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def validate_resource_config(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.calls.append(f"ValidateResourceConfig {request.type_name}")
         return protocol.new("Diagnostics_Response")
 
-    def ValidateDataResourceConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def validate_data_resource_config(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.calls.append(f"ValidateDataResourceConfig {request.type_name}")
         return protocol.new("Diagnostics_Response")
 
-    def ValidateEphemeralResourceConfig(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def validate_ephemeral_resource_config(
+        self, request: Any, context: grpc.ServicerContext
+    ) -> Any:
         return protocol.new(
             "Diagnostics_Response", diagnostics=[diagnostic("no ephemeral resources here")]
         )
 
-    def ConfigureProvider(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def configure_provider(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.calls.append("ConfigureProvider")
         return protocol.new("Diagnostics_Response")
 
-    def StopProvider(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def stop_provider(self, request: Any, context: grpc.ServicerContext) -> Any:
         return protocol.new("StopProvider_Response")
 
     # -- managed resources -----------------------------------------------------------------
 
-    def UpgradeResourceState(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def upgrade_resource_state(self, request: Any, context: grpc.ServicerContext) -> Any:
         """State written by the stand-in is already current: JSON state re-encoded."""
-        import json
-
-        block_type = self._type("resource", request.type_name)
+        block_type = self.value_type("resource", request.type_name)
         raw = json.loads(request.raw_state.json) if request.raw_state.json else None
         value = cty.decode_json(block_type, raw)
         return protocol.new(
@@ -185,14 +186,14 @@ class Provider:
             upgraded_state=self._encode("resource", request.type_name, value),
         )
 
-    def ReadResource(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def read_resource(self, request: Any, context: grpc.ServicerContext) -> Any:
         return protocol.new(
             "ReadResource_Response",
             new_state=request.current_state,
             private=request.private,
         )
 
-    def PlanResourceChange(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def plan_resource_change(self, request: Any, context: grpc.ServicerContext) -> Any:
         type_name = request.type_name
         self.calls.append(f"PlanResourceChange {type_name}")
         prior = self._decode("resource", type_name, request.prior_state)
@@ -204,7 +205,7 @@ class Provider:
             planned_private=request.prior_private,
         )
 
-    def ApplyResourceChange(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def apply_resource_change(self, request: Any, context: grpc.ServicerContext) -> Any:
         return protocol.new(
             "ApplyResourceChange_Response",
             diagnostics=[
@@ -215,7 +216,7 @@ class Provider:
             ],
         )
 
-    def ImportResourceState(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def import_resource_state(self, request: Any, context: grpc.ServicerContext) -> Any:
         return protocol.new(
             "ImportResourceState_Response",
             diagnostics=[diagnostic("The offline stand-in provider cannot import")],
@@ -223,7 +224,7 @@ class Provider:
 
     # -- data sources ----------------------------------------------------------------------
 
-    def ReadDataSource(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def read_data_source(self, request: Any, context: grpc.ServicerContext) -> Any:
         type_name = request.type_name
         self.calls.append(f"ReadDataSource {type_name}")
         config = self._decode("data", type_name, request.config)
@@ -240,11 +241,16 @@ class Provider:
         return protocol.new("ReadDataSource_Response", state=self._encode("data", type_name, state))
 
 
+def rpc_method_name(rpc: str) -> str:
+    """The Python method serving an RPC: PlanResourceChange -> plan_resource_change."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", rpc).lower()
+
+
 def generic_handler(provider: Provider) -> grpc.GenericRpcHandler:
     handlers = {}
     for method, (request_name, response_name) in protocol.METHODS.items():
         handlers[method] = grpc.unary_unary_rpc_method_handler(
-            getattr(provider, method),
+            getattr(provider, rpc_method_name(method)),
             request_deserializer=protocol.MESSAGES[request_name].FromString,
             response_serializer=protocol.MESSAGES[response_name].SerializeToString,
         )

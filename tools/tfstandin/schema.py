@@ -163,7 +163,8 @@ def merge_block(vendored: dict[str, Any], overlay: dict[str, Any], where: str) -
 def load_google() -> ProviderSchema:
     vendored = json.loads((SCHEMAS / "google-provider-schema.json").read_text())
     overlay = json.loads((SCHEMAS / "google-overlay.json").read_text())
-    resources, data_sources = {}, {}
+    resources: dict[str, Block] = {}
+    data_sources: dict[str, Block] = {}
     for kind, target in (("resource", resources), ("data", data_sources)):
         extra = overlay.get(kind, {})
         unknown = set(extra) - set(vendored[kind])
