@@ -107,6 +107,21 @@ def _fit(text: str, width: int, char_px: float = 6.8) -> str:
     return text if len(text) <= room else text[: room - 1] + "…"
 
 
+def _num(value: float | int | str) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def el(tag: str, text: str | None = None, **attrs: float | int | str) -> str:
+    """One SVG element; attribute names use _ for - (stroke_width -> stroke-width)."""
+    rendered = " ".join(f'{k.rstrip("_").replace("_", "-")}="{_num(v)}"' for k, v in attrs.items())
+    if text is None:
+        return f"<{tag} {rendered}/>"
+    return f"<{tag} {rendered}>{escape(text)}</{tag}>"
+
+
+GREY, DARK, RED = "#5f6368", "#202124", "#d93025"
+
+
 def _tile(tile: dict[str, Any]) -> list[str]:
     x, y = tile.get("xPos", 0) * UNIT, tile.get("yPos", 0) * UNIT
     w, h = tile["width"] * UNIT, tile["height"] * UNIT
@@ -117,39 +132,63 @@ def _tile(tile: dict[str, Any]) -> list[str]:
     stacked = data_set.get("plotType") == "STACKED_BAR"
     names = _series_names(query)
     series = _data(widget["title"], names, stacked)
-    thresholds = [t["value"] for t in chart.get("thresholds", [])]
+    thresholds = [float(t["value"]) for t in chart.get("thresholds", [])]
     out = [
         f'<g transform="translate({x + 8},{y + 8})">',
-        f'<rect width="{w - 16}" height="{h - 16}" rx="6" fill="#fff" stroke="#dadce0"/>',
-        f'<text x="12" y="22" font-size="12" font-weight="600" fill="#202124">{escape(_fit(widget["title"], w))}</text>',
-        f'<text x="12" y="38" font-size="10" fill="#5f6368">{escape(_fit(_metric(query), w, 5.6))}</text>',
+        el("rect", width=w - 16, height=h - 16, rx=6, fill="#fff", stroke="#dadce0"),
+        el("text", _fit(widget["title"], w), x=12, y=22, font_size=12, font_weight=600, fill=DARK),
+        el("text", _fit(_metric(query), w, 5.6), x=12, y=38, font_size=10, fill=GREY),
     ]
     px, py, pw, ph = 44, 50, w - 16 - 60, h - 16 - 100
     totals = [
         sum(s[t] for s in series) if stacked else max(s[t] for s in series) for t in range(POINTS)
     ]
     top = max([*totals, *thresholds, 1.0]) * 1.15
-    out.append(f'<line x1="{px}" y1="{py + ph}" x2="{px + pw}" y2="{py + ph}" stroke="#9aa0a6"/>')
-    out.append(f'<line x1="{px}" y1="{py}" x2="{px}" y2="{py + ph}" stroke="#9aa0a6"/>')
+    out.append(el("line", x1=px, y1=py + ph, x2=px + pw, y2=py + ph, stroke="#9aa0a6"))
+    out.append(el("line", x1=px, y1=py, x2=px, y2=py + ph, stroke="#9aa0a6"))
     for frac in (0.5, 1.0):
         gy = py + ph - frac * ph
-        out.append(f'<line x1="{px}" y1="{gy:.1f}" x2="{px + pw}" y2="{gy:.1f}" stroke="#f1f3f4"/>')
+        out.append(el("line", x1=px, y1=gy, x2=px + pw, y2=gy, stroke="#f1f3f4"))
         out.append(
-            f'<text x="{px - 4}" y="{gy + 3:.1f}" font-size="9" text-anchor="end" fill="#5f6368">{top * frac:.0f}</text>'
+            el(
+                "text",
+                f"{top * frac:.0f}",
+                x=px - 4,
+                y=gy + 3,
+                font_size=9,
+                text_anchor="end",
+                fill=GREY,
+            )
         )
     y_label = chart.get("yAxis", {}).get("label", "")
+    mid = py + ph / 2
     out.append(
-        f'<text x="12" y="{py + ph / 2:.1f}" font-size="9" fill="#5f6368" transform="rotate(-90 12 {py + ph / 2:.1f})" text-anchor="middle">{escape(y_label)}</text>'
+        el(
+            "text",
+            y_label,
+            x=12,
+            y=mid,
+            font_size=9,
+            fill=GREY,
+            transform=f"rotate(-90 12 {mid:.1f})",
+            text_anchor="middle",
+        )
     )
     step = pw / POINTS
     if stacked:
         base = [0.0] * POINTS
         for i, values in enumerate(series):
             for t, v in enumerate(values):
-                bh = v / top * ph
-                by = py + ph - (base[t] + v) / top * ph
+                top_y = py + ph - (base[t] + v) / top * ph
                 out.append(
-                    f'<rect x="{px + t * step + 1:.1f}" y="{by:.1f}" width="{step - 2:.1f}" height="{bh:.1f}" fill="{COLORS[i % len(COLORS)]}"/>'
+                    el(
+                        "rect",
+                        x=px + t * step + 1,
+                        y=top_y,
+                        width=step - 2,
+                        height=v / top * ph,
+                        fill=COLORS[i % len(COLORS)],
+                    )
                 )
                 base[t] += v
     else:
@@ -159,25 +198,36 @@ def _tile(tile: dict[str, Any]) -> list[str]:
                 for t, v in enumerate(values)
             )
             out.append(
-                f'<polyline points="{pts}" fill="none" stroke="{COLORS[i % len(COLORS)]}" stroke-width="2"/>'
+                el(
+                    "polyline",
+                    points=pts,
+                    fill="none",
+                    stroke=COLORS[i % len(COLORS)],
+                    stroke_width=2,
+                )
             )
     for value in thresholds:
         ty = py + ph - value / top * ph
+        out.append(el("line", x1=px, y1=ty, x2=px + pw, y2=ty, stroke=RED, stroke_dasharray="5,3"))
         out.append(
-            f'<line x1="{px}" y1="{ty:.1f}" x2="{px + pw}" y2="{ty:.1f}" stroke="#d93025" stroke-dasharray="5,3"/>'
+            el(
+                "text",
+                f"threshold {value:g}",
+                x=px + pw,
+                y=ty - 4,
+                font_size=9,
+                text_anchor="end",
+                fill=RED,
+            )
         )
-        out.append(
-            f'<text x="{px + pw}" y="{ty - 4:.1f}" font-size="9" text-anchor="end" fill="#d93025">threshold {value:g}</text>'
-        )
-    lx = px
+    lx, ly = float(px), py + ph + 14
     for i, name in enumerate(names):
-        out.append(
-            f'<rect x="{lx}" y="{py + ph + 14}" width="9" height="9" fill="{COLORS[i % len(COLORS)]}"/>'
-        )
-        out.append(
-            f'<text x="{lx + 12}" y="{py + ph + 22}" font-size="9" fill="#3c4043">{escape(name)}</text>'
-        )
-        lx += 18 + 6 * len(name)
+        room = 18 + 6.2 * len(name)
+        if lx + room > w - 16 and lx > px:
+            lx, ly = float(px), ly + 14
+        out.append(el("rect", x=lx, y=ly, width=9, height=9, fill=COLORS[i % len(COLORS)]))
+        out.append(el("text", name, x=lx + 12, y=ly + 8, font_size=9, fill="#3c4043"))
+        lx += room
     out.append("</g>")
     return out
 
@@ -186,11 +236,16 @@ def render(dashboard: dict[str, Any]) -> str:
     tiles = dashboard["mosaicLayout"]["tiles"]
     width = dashboard["mosaicLayout"].get("columns", 48) * UNIT + 16
     height = max(t.get("yPos", 0) + t["height"] for t in tiles) * UNIT + 70
+    caption = (
+        "Rendered from terraform/docs/dashboard.json: layout, titles, queries, chart kinds and "
+        "thresholds are the module's; the series are illustrative."
+    )
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif">',
-        f'<rect width="{width}" height="{height}" fill="#f8f9fa"/>',
-        f'<text x="16" y="26" font-size="18" font-weight="600" fill="#202124">{escape(dashboard["displayName"])}</text>',
-        '<text x="16" y="44" font-size="10" fill="#5f6368">Rendered from terraform/docs/dashboard.json: layout, titles, queries, chart kinds and thresholds are the module\'s; the series are illustrative.</text>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif">',
+        el("rect", width=width, height=height, fill="#f8f9fa"),
+        el("text", dashboard["displayName"], x=16, y=26, font_size=18, font_weight=600, fill=DARK),
+        el("text", caption, x=16, y=44, font_size=10, fill=GREY),
         '<g transform="translate(0,54)">',
     ]
     for tile in tiles:

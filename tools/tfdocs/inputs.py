@@ -94,13 +94,23 @@ def object_fields(type_expr: str, prefix: str = "") -> list[Field] | None:
     return fields
 
 
+def hcl_string(text: str) -> str:
+    """The value of an HCL string literal as python-hcl2 gives it (quotes and escapes kept)."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        value = json.loads(text)
+        return str(value).replace("$${", "${")
+    return text
+
+
 def render_default(body: dict[str, Any]) -> str:
     if "default" not in body:
         return "*required*"
     value = body["default"]
     if isinstance(value, str):
-        return f"`{_unwrap(value)}`" if value.startswith("${") else f'`"{value}"`'
-    return f"`{json.dumps(value)}`".replace("`null`", "`null`")
+        if value.startswith("${"):
+            return f"`{_unwrap(value)}`"
+        return f"`{json.dumps(hcl_string(value))}`"
+    return f"`{json.dumps(value)}`"
 
 
 def _cell(text: str) -> str:
@@ -137,7 +147,7 @@ def tables(folder: Path) -> str:
         shown = "object (fields below)" if fields is not None else type_expr
         if fields is not None:
             objects.append((name, fields))
-        description = _cell(str(body.get("description", "")))
+        description = _cell(hcl_string(str(body.get("description", ""))))
         lines.append(f"| `{name}` | `{_cell(shown)}` | {render_default(body)} | {description} |")
     lines += [
         "",
@@ -152,7 +162,7 @@ def tables(folder: Path) -> str:
             lines.append(f"| `{name}` | `{f.path}` | `{_cell(f.type)}` | {default} |")
     lines += ["", "## Outputs", "", "| name | description |", "|---|---|"]
     for name, body in outputs.items():
-        lines.append(f"| `{name}` | {_cell(str(body.get('description', '')))} |")
+        lines.append(f"| `{name}` | {_cell(hcl_string(str(body.get('description', ''))))} |")
     lines.append(END)
     return "\n".join(lines)
 
