@@ -112,6 +112,8 @@ def check(
                             "-lock=false",
                             "-refresh=false",
                             "-no-color",
+                            # A fresh state whatever lies in the folder.
+                            f"-state={folder / 'fresh.tfstate'}",
                             f"-out={plan_file}",
                             *var_args,
                         ],
