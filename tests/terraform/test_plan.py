@@ -243,3 +243,74 @@ def test_the_archive_ships_the_deploy_files_only(minimal: CheckResult) -> None:
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     assert obj["name"] == f"redrive-{md5}.zip"
     assert archive.is_relative_to(ROOT)
+
+
+def test_terraform_can_start_the_stand_in_itself(terraform: str, tmp_path: Path) -> None:
+    """The other route: a dev_overrides entry whose executables run `python -m tfstandin`, which
+    then answers go-plugin's handshake (Terraform starts and stops the processes)."""
+    import os
+    import subprocess
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tools = ROOT / "tools"
+    for name in ("google", "archive", "time"):
+        script = bin_dir / f"terraform-provider-{name}"
+        script.write_text(
+            "#!/bin/sh\n"
+            f"PYTHONPATH={tools} TFSTANDIN_PROVIDER={name} exec {sys.executable} -m tfstandin\n"
+        )
+        script.chmod(0o755)
+    overrides = "\n".join(
+        f'    "hashicorp/{n}" = "{bin_dir}"' for n in ("google", "archive", "time")
+    )
+    cli = tmp_path / "cli.tfrc"
+    cli.write_text(
+        f"provider_installation {{\n  dev_overrides {{\n{overrides}\n  }}\n  direct {{}}\n}}\n"
+    )
+    env = {
+        **os.environ,
+        "TF_CLI_CONFIG_FILE": str(cli),
+        "TF_DISABLE_PLUGIN_TLS": "1",  # go-plugin's automatic mTLS is not implemented
+        "TF_DATA_DIR": str(tmp_path / "data"),
+        "CHECKPOINT_DISABLE": "1",
+    }
+    done = subprocess.run(
+        [terraform, "validate", "-no-color"],
+        cwd=MODULE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "The configuration is valid" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        ("task_log_failed", True),
+        ("task_log_failed_nanos", False),  # failed, but in mail-out, which is no target queue
+        ("task_log_success", False),
+        ("task_log_dispatch", False),
+        ("task_log_other_resource", False),
+    ],
+)
+def test_sink_and_alert_select_failed_attempts_of_the_target_queues(
+    example: CheckResult, sample: str, expected: bool
+) -> None:
+    from tests.terraform.logfilter import extract, matches
+
+    planned = resources(example, MODULE_PREFIX)
+    sink = planned["google_logging_project_sink.attempt_failures[0]"]["filter"]
+    alert = planned["google_monitoring_alert_policy.attempt_failures[0]"]["conditions"][0]
+    condition = alert["condition_matched_log"][0]
+    assert condition["filter"] == sink
+    entry = json.loads((ROOT / "tests" / "data" / "signals" / f"{sample}.json").read_text())["data"]
+    assert matches(sink, entry) is expected
+    if expected:
+        task = extract(condition["label_extractors"]["task"], entry)
+        assert task == entry["jsonPayload"]["task"]

@@ -68,7 +68,13 @@ def _check(args: argparse.Namespace) -> int:
         )
         for step in result.steps:
             verdict = "ok" if step.returncode == 0 else f"FAILED ({step.returncode})"
-            print(f"tfstandin: {directory}: terraform {step.name} {verdict} in {step.seconds:.1f}s")
+            summary = next(
+                (line for line in step.output.splitlines() if line.startswith("Plan:")), ""
+            )
+            print(
+                f"tfstandin: {directory}: terraform {step.name} {verdict} in {step.seconds:.1f}s"
+                + (f" ({summary})" if summary else "")
+            )
             if step.returncode != 0 or args.verbose:
                 print(step.output)
         if not result.ok:
