@@ -3,6 +3,7 @@ terraform {
   required_version = ">= 1.5"
 
   required_providers {
+    # 7.x included: its upgrade guide changes nothing this module sets (README.md).
     google = {
       source  = "hashicorp/google"
       version = ">= 6.0, < 8.0"
