@@ -314,3 +314,10 @@ def test_sink_and_alert_select_failed_attempts_of_the_target_queues(
     if expected:
         task = extract(condition["label_extractors"]["task"], entry)
         assert task == entry["jsonPayload"]["task"]
+
+
+def test_a_folder_with_state_is_not_planned(terraform: str, tmp_path: Path) -> None:
+    (tmp_path / "main.tf").write_text('output "x" {\n  value = 1\n}\n')
+    (tmp_path / "terraform.tfstate").write_text("{}")
+    result = check(tmp_path, terraform=terraform)
+    assert not result.ok and [s.name for s in result.steps] == ["fresh state"]

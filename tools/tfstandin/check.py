@@ -79,6 +79,10 @@ def check(
         raise FileNotFoundError("terraform is not on PATH")
     directory = directory.resolve()
     result = CheckResult(directory)
+    state = directory / "terraform.tfstate"
+    if state.exists():  # the local backend would plan against it: not a fresh state
+        result.steps.append(Step("fresh state", ["test", "!", "-e", str(state)], 1, "", 0.0))
+        return result
     with tempfile.TemporaryDirectory(prefix="tfstandin-") as tmp:
         folder = Path(tmp)
         cli_config = folder / "cli.tfrc"
@@ -112,8 +116,6 @@ def check(
                             "-lock=false",
                             "-refresh=false",
                             "-no-color",
-                            # A fresh state whatever lies in the folder.
-                            f"-state={folder / 'fresh.tfstate'}",
                             f"-out={plan_file}",
                             *var_args,
                         ],
