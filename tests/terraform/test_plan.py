@@ -229,9 +229,8 @@ def test_cmek_grants_every_agent_that_encrypts(everything: CheckResult) -> None:
 def test_the_archive_ships_the_deploy_files_only(minimal: CheckResult) -> None:
     planned = resources(minimal)
     obj = planned["google_storage_bucket_object.source"]
-    archive = Path(obj["source"])
-    if not archive.is_absolute():
-        archive = (MODULE / archive).resolve()
+    archive = (MODULE / obj["source"]).resolve()  # relative to where Terraform ran
+    assert archive.parent == MODULE / ".build"
     names = set(zipfile.ZipFile(archive).namelist())
     assert {"main.py", "requirements.txt", "src/redrive/__init__.py"} <= names
     assert not any(

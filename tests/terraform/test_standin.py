@@ -144,12 +144,14 @@ def test_archive_file_builds_the_zip_and_hashes_it(tmp_path: Path) -> None:
     again = read_archive_file(
         {
             "type": "zip",
-            "output_path": str(out),
+            "output_path": "a.zip",  # relative: to the folder Terraform runs in
             "source_content": "x",
             "source_content_filename": "x",
-        }
+        },
+        base=tmp_path,
     )
     assert again["output_size"] == out.stat().st_size
+    assert again["output_path"] == "a.zip"  # the state keeps what was configured
     with pytest.raises(ValueError, match="needs one of"):
         read_archive_file({"type": "zip", "output_path": str(out)})
 

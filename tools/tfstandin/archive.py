@@ -1,5 +1,9 @@
 """The archive provider's `archive_file` data source, done for real: the zip is built at plan
-time (as the real provider does) and its hashes are the hashes of that file."""
+time (as the real provider does) and its hashes are the hashes of that file.
+
+Relative paths are Terraform's: relative to the folder Terraform runs in, which is the working
+directory of a provider Terraform starts, but not of one it attaches to (then `base` says it).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed entry times: the same inputs give the same archive
 
 
-def _entries(config: dict[str, Any]) -> list[tuple[str, bytes]]:
+def _entries(config: dict[str, Any], base: Path) -> list[tuple[str, bytes]]:
     entries: list[tuple[str, bytes]] = []
     if config.get("source_content") is not None:
         name = config.get("source_content_filename")
@@ -20,10 +24,10 @@ def _entries(config: dict[str, Any]) -> list[tuple[str, bytes]]:
             raise ValueError("source_content needs source_content_filename")
         entries.append((name, str(config["source_content"]).encode()))
     if config.get("source_file"):
-        path = Path(config["source_file"])
+        path = base / config["source_file"]
         entries.append((path.name, path.read_bytes()))
     if config.get("source_dir"):
-        root = Path(config["source_dir"])
+        root = base / config["source_dir"]
         excludes = set(config.get("excludes") or [])
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             rel = path.relative_to(root).as_posix()
@@ -38,13 +42,15 @@ def _entries(config: dict[str, Any]) -> list[tuple[str, bytes]]:
     return sorted(entries)
 
 
-def read_archive_file(config: dict[str, Any]) -> dict[str, Any]:
+def read_archive_file(config: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
+    """The data source's state: `config` plus the hashes of the zip written to output_path."""
     if config.get("type") != "zip":
         raise ValueError(f"archive type {config.get('type')!r} is not supported (zip is)")
-    output = Path(config["output_path"])
+    base = base if base is not None else Path.cwd()
+    output = base / config["output_path"]  # an absolute output_path stays as it is
     output.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in _entries(config):
+        for name, data in _entries(config, base):
             info = zipfile.ZipInfo(name, date_time=_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16

@@ -87,7 +87,7 @@ def check(
         folder = Path(tmp)
         cli_config = folder / "cli.tfrc"
         cli_config.write_text("disable_checkpoint = true\n")
-        served = serve_all(folder)
+        served = serve_all(folder, workdir=directory)
         try:
             env = {
                 **os.environ,

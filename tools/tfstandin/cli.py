@@ -41,9 +41,9 @@ def _plugin_mode() -> int:
     return 0
 
 
-def _serve(folder: Path | None) -> int:
+def _serve(folder: Path | None, workdir: Path) -> int:
     folder = folder or Path(tempfile.mkdtemp(prefix="tfstandin-"))
-    served = server.serve_all(folder)
+    served = server.serve_all(folder, workdir=workdir.resolve())
     print(server.reattach_value(served), flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -94,8 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     check_p.add_argument("--no-plan", action="store_true", help="init and validate only")
     check_p.add_argument("--verbose", action="store_true", help="print every step's output")
     serve_p = sub.add_parser("serve", help="serve the providers for TF_REATTACH_PROVIDERS")
-    serve_p.add_argument("--folder", type=Path)
+    serve_p.add_argument("--folder", type=Path, help="where the unix sockets go")
+    serve_p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path.cwd(),
+        help="the folder Terraform will run in (relative paths resolve there)",
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return _serve(args.folder)
+        return _serve(args.folder, args.workdir)
     return _check(args)

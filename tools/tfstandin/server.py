@@ -9,6 +9,7 @@ import os
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,18 @@ MAGIC_COOKIE_KEY = "TF_PLUGIN_MAGIC_COOKIE"
 MAGIC_COOKIE_VALUE = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2"
 
 
-def build_providers() -> dict[str, Provider]:
-    """Every provider the stand-in serves, by registry address."""
+def build_providers(workdir: Path | None = None) -> dict[str, Provider]:
+    """Every provider the stand-in serves, by registry address.
+
+    `workdir` is the folder Terraform runs in, against which relative paths in the configuration
+    resolve (default: this process's working directory, which is that folder when Terraform
+    starts the stand-in itself).
+    """
     return {
         GOOGLE: Provider(schema.load_google()),
         ARCHIVE: Provider(
             schema.load_complete("archive-provider-schema.json", "archive"),
-            readers={"archive_file": read_archive_file},
+            readers={"archive_file": partial(read_archive_file, base=workdir)},
         ),
         TIME: Provider(schema.load_complete("time-provider-schema.json", "time")),
     }
@@ -93,8 +99,10 @@ def serve_one(address: str, provider: Provider, socket: Path) -> Served:
     return served
 
 
-def serve_all(folder: Path, providers: dict[str, Provider] | None = None) -> list[Served]:
-    providers = providers if providers is not None else build_providers()
+def serve_all(
+    folder: Path, providers: dict[str, Provider] | None = None, workdir: Path | None = None
+) -> list[Served]:
+    providers = providers if providers is not None else build_providers(workdir)
     return [
         serve_one(address, provider, folder / f"{address.rsplit('/', 1)[-1]}.sock")
         for address, provider in providers.items()
