@@ -148,11 +148,14 @@ resource "google_storage_bucket_iam_member" "build_source_reader" {
 }
 
 resource "google_artifact_registry_repository_iam_member" "build_image_writer" {
-  project    = split("/", local.repository_id)[1]
-  location   = split("/", local.repository_id)[3]
-  repository = split("/", local.repository_id)[5]
+  project    = local.repository_parts.project
+  location   = local.repository_parts.location
+  repository = local.repository_parts.name
   role       = "roles/artifactregistry.writer"
   member     = local.build_member
+
+  # After the repository exists (its parts are known before it is created).
+  depends_on = [google_artifact_registry_repository.functions]
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -32,6 +32,17 @@ locals {
   build_account_email = var.build_service_account.create ? google_service_account.build[0].email : var.build_service_account.email
   build_member        = "serviceAccount:${local.build_account_email}"
   repository_id       = var.artifact_repository.create ? google_artifact_registry_repository.functions[0].id : var.artifact_repository.id
+  # The repository's parts, known at plan time when the module creates it.
+  repository_name = coalesce(var.artifact_repository.name, "${var.name_prefix}-functions")
+  repository_parts = var.artifact_repository.create ? {
+    project  = var.project_id
+    location = var.region
+    name     = local.repository_name
+    } : {
+    project  = split("/", var.artifact_repository.id)[1]
+    location = split("/", var.artifact_repository.id)[3]
+    name     = split("/", var.artifact_repository.id)[5]
+  }
 
   # Target queues split into their parts: each gets its own grant, and log-based wiring can only
   # see the queues of this project (logs are project-scoped).
@@ -80,7 +91,7 @@ resource "google_artifact_registry_repository" "functions" {
   count                  = var.artifact_repository.create ? 1 : 0
   project                = var.project_id
   location               = var.region
-  repository_id          = coalesce(var.artifact_repository.name, "${var.name_prefix}-functions")
+  repository_id          = local.repository_name
   format                 = "DOCKER"
   description            = "Images of the redrive functions (built by Cloud Build from the source archive)."
   kms_key_name           = var.kms_key_name
