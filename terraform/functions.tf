@@ -38,15 +38,18 @@ locals {
 }
 
 resource "google_cloudfunctions2_function" "job" {
-  project     = var.project_id
-  name        = local.job_function_name
-  location    = var.region
-  description = "redrive run_job: guards, fix check and RunTask for one failed task; called only by the redrive queue."
-  labels      = var.labels
+  project      = var.project_id
+  name         = local.job_function_name
+  location     = var.region
+  description  = "redrive run_job: guards, fix check and RunTask for one failed task; called by the redrive queue."
+  labels       = var.labels
+  kms_key_name = var.kms_key_name
 
   build_config {
-    runtime     = var.runtime
-    entry_point = "run_job"
+    runtime           = var.runtime
+    entry_point       = "run_job"
+    service_account   = "projects/${var.project_id}/serviceAccounts/${local.build_account_email}"
+    docker_repository = local.repository_id
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -61,25 +64,36 @@ resource "google_cloudfunctions2_function" "job" {
     all_traffic_on_latest_revision   = true
     timeout_seconds                  = var.job_function.timeout_s
     available_memory                 = var.job_function.available_memory
+    available_cpu                    = var.job_function.available_cpu
+    min_instance_count               = var.job_function.min_instance_count
     max_instance_count               = var.job_function.max_instance_count
     max_instance_request_concurrency = var.job_function.max_instance_request_concurrency
+    vpc_connector                    = var.vpc_access.connector
+    vpc_connector_egress_settings    = var.vpc_access.connector == null ? null : var.vpc_access.egress
     environment_variables            = { for k, v in local.env_job : k => v if v != null }
   }
+
+  # Signals must not be lost while grants propagate: the function starts taking jobs only once
+  # every grant it, its build and its trigger need exists and has had time to propagate.
+  depends_on = [time_sleep.grants]
 }
 
 # Pub/Sub trigger with retries on: a transient FAILED raises and Eventarc delivers the event again;
 # permanent outcomes return normally and are acknowledged. Ingress is internal (Eventarc and
 # Pub/Sub push count as internal).
 resource "google_cloudfunctions2_function" "main" {
-  project     = var.project_id
-  name        = local.signal_function_name
-  location    = var.region
-  description = "redrive handle_signal: turns alert, task-log, dead-letter and deploy signals into redrive jobs."
-  labels      = var.labels
+  project      = var.project_id
+  name         = local.signal_function_name
+  location     = var.region
+  description  = "redrive handle_signal: turns alert, task-log, dead-letter and deploy signals into redrive jobs."
+  labels       = var.labels
+  kms_key_name = var.kms_key_name
 
   build_config {
-    runtime     = var.runtime
-    entry_point = "handle_signal"
+    runtime           = var.runtime
+    entry_point       = "handle_signal"
+    service_account   = "projects/${var.project_id}/serviceAccounts/${local.build_account_email}"
+    docker_repository = local.repository_id
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -89,13 +103,18 @@ resource "google_cloudfunctions2_function" "main" {
   }
 
   service_config {
-    service_account_email          = google_service_account.main.email
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    timeout_seconds                = var.signal_function.timeout_s
-    available_memory               = var.signal_function.available_memory
-    max_instance_count             = var.signal_function.max_instance_count
-    environment_variables          = { for k, v in local.env_signal : k => v if v != null }
+    service_account_email            = google_service_account.main.email
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision   = true
+    timeout_seconds                  = var.signal_function.timeout_s
+    available_memory                 = var.signal_function.available_memory
+    available_cpu                    = var.signal_function.available_cpu
+    min_instance_count               = var.signal_function.min_instance_count
+    max_instance_count               = var.signal_function.max_instance_count
+    max_instance_request_concurrency = var.signal_function.max_instance_request_concurrency
+    vpc_connector                    = var.vpc_access.connector
+    vpc_connector_egress_settings    = var.vpc_access.connector == null ? null : var.vpc_access.egress
+    environment_variables            = { for k, v in local.env_signal : k => v if v != null }
   }
 
   event_trigger {
@@ -105,4 +124,6 @@ resource "google_cloudfunctions2_function" "main" {
     retry_policy          = "RETRY_POLICY_RETRY"
     service_account_email = google_service_account.main.email
   }
+
+  depends_on = [time_sleep.grants]
 }

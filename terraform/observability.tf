@@ -1,22 +1,44 @@
-# Outcomes as numbers: one log-based counter of redrive's outcome records labelled by outcome,
-# and an optional alert when an outcome that needs a human (FAILED, PERMISSION_DENIED) appears.
+# Outcomes as numbers: one log-based counter of redrive's decisions labelled by outcome, an
+# optional alert when an outcome that needs a human (FAILED, PERMISSION_DENIED) appears, and
+# alerts on the pipeline itself (pipeline_alerts, features).
 
 locals {
   outcome_metric_name = coalesce(var.outcome_metric.name, "${var.name_prefix}/outcomes")
+  outcome_metric_type = "logging.googleapis.com/user/${local.outcome_metric_name}"
+
+  # Gen2 function logs are Cloud Run revision logs whose service has the function's name.
+  function_logs = join(" AND ", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=(\"${local.signal_function_name}\" OR \"${local.job_function_name}\")",
+  ])
+  # Decisions only: every decision line carries event "redrive.outcome"; the per-signal summary
+  # (redrive.signal), the sweep summary (redrive.sweep) and start-up lines (redrive.startup) carry
+  # other events, so nothing is counted twice (tests/terraform/test_outcome_metric.py feeds the
+  # filter real lines of the code).
+  outcome_filter = "${local.function_logs} AND jsonPayload.event=\"redrive.outcome\""
+
+  # The Eventarc subscription of handle_signal's trigger: eventarc-REGION-TRIGGER-sub-NNN, where
+  # the trigger id starts with the function's name.
+  trigger_subscription_filter = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=starts_with(\"eventarc-${var.region}-${local.signal_function_name}\")"
+
+  alert_channels = var.pipeline_alerts.notification_channels
+  pipeline_alert = {
+    signal_errors   = var.pipeline_alerts.enabled && var.pipeline_alerts.signal_errors.enabled
+    signal_backlog  = var.pipeline_alerts.enabled && var.pipeline_alerts.signal_backlog.enabled
+    job_failures    = var.pipeline_alerts.enabled && var.pipeline_alerts.job_failures.enabled
+    invalid_signals = var.pipeline_alerts.enabled && var.pipeline_alerts.invalid_signals.enabled && var.outcome_metric.enabled
+    dead_letters    = var.pipeline_alerts.enabled && var.pipeline_alerts.dead_letters.enabled && var.dead_letter.enabled
+    halted_redrives = var.pipeline_alerts.enabled && var.features.halted_redrives.enabled && var.outcome_metric.enabled
+  }
 }
 
-# Gen2 function logs are Cloud Run revision logs whose service has the function's name. Never a
-# per-task label: task names would explode the number of time series.
+# Never a per-task label: task names would explode the number of time series.
 resource "google_logging_metric" "outcomes" {
   count       = var.outcome_metric.enabled ? 1 : 0
   project     = var.project_id
   name        = local.outcome_metric_name
-  description = "redrive outcome records (one per decision, signal or sweep) by outcome and function."
-  filter = join(" AND ", [
-    "resource.type=\"cloud_run_revision\"",
-    "resource.labels.service_name=(\"${local.signal_function_name}\" OR \"${local.job_function_name}\")",
-    "jsonPayload.outcome:*",
-  ])
+  description = "redrive decisions (one per decision: jsonPayload.event=\"redrive.outcome\") by outcome and function."
+  filter      = local.outcome_filter
 
   metric_descriptor {
     metric_kind  = "DELTA"
@@ -41,19 +63,30 @@ resource "google_logging_metric" "outcomes" {
   }
 }
 
+# Monitoring knows a new log-based metric only a while after it is created ("Cannot find
+# metric(s) that match type"): the alerts and the dashboard on it wait.
+resource "time_sleep" "outcome_metric" {
+  count           = var.outcome_metric.enabled ? 1 : 0
+  create_duration = "${var.outcome_metric.wait_s}s"
+
+  triggers = {
+    metric = google_logging_metric.outcomes[0].id
+  }
+}
+
 resource "google_monitoring_alert_policy" "outcomes" {
   count        = var.outcome_alert.enabled ? 1 : 0
   project      = var.project_id
   display_name = "${var.name_prefix}: ${join(" or ", var.outcome_alert.outcomes)}"
   combiner     = "OR"
   severity     = "ERROR"
-  user_labels  = { redrive = "outcomes" }
+  user_labels  = merge(var.labels, { redrive = "outcomes" })
 
   conditions {
     display_name = "redrive reported ${join(" or ", var.outcome_alert.outcomes)}"
     condition_threshold {
       filter = join(" AND ", [
-        "metric.type=\"logging.googleapis.com/user/${local.outcome_metric_name}\"",
+        "metric.type=\"${local.outcome_metric_type}\"",
         "resource.type=\"cloud_run_revision\"",
         "metric.labels.outcome=one_of(${join(",", [for o in var.outcome_alert.outcomes : "\"${o}\""])})",
       ])
@@ -79,7 +112,7 @@ resource "google_monitoring_alert_policy" "outcomes" {
   documentation {
     mime_type = "text/markdown"
     subject   = "redrive needs attention"
-    content   = "redrive logged an outcome that needs a person: FAILED (a transient fault outlasted its retries) or PERMISSION_DENIED (a missing grant). Search the function logs for jsonPayload.outcome to see the tasks."
+    content   = "redrive logged an outcome that needs a person: FAILED (a transient fault outlasted its retries) or PERMISSION_DENIED (a missing grant). Search the function logs for jsonPayload.event=\"redrive.outcome\" and jsonPayload.outcome to see the tasks."
   }
 
   notification_channels = var.outcome_alert.notification_channels
@@ -91,5 +124,238 @@ resource "google_monitoring_alert_policy" "outcomes" {
     }
   }
 
-  depends_on = [google_logging_metric.outcomes]
+  depends_on = [time_sleep.outcome_metric]
+}
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline itself
+
+resource "google_monitoring_alert_policy" "signal_errors" {
+  count        = local.pipeline_alert.signal_errors ? 1 : 0
+  project      = var.project_id
+  display_name = "${var.name_prefix}: handle_signal errors"
+  combiner     = "OR"
+  severity     = "ERROR"
+  user_labels  = merge(var.labels, { redrive = "signal-errors" })
+
+  conditions {
+    display_name = "handle_signal answered 5xx"
+    condition_threshold {
+      filter = join(" AND ", [
+        "metric.type=\"run.googleapis.com/request_count\"",
+        "resource.type=\"cloud_run_revision\"",
+        "resource.labels.service_name=\"${local.signal_function_name}\"",
+        "metric.labels.response_code_class=\"5xx\"",
+      ])
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.pipeline_alerts.signal_errors.threshold
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "${var.pipeline_alerts.signal_errors.window_s}s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "${var.pipeline_alerts.auto_close_s}s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "redrive: handle_signal is failing"
+    content   = "handle_signal raised (transient faults are redelivered by Eventarc; a signal that keeps failing ends in the dead-letter subscription). Look at the function's error logs and at the FAILED decisions."
+  }
+
+  notification_channels = local.alert_channels
+}
+
+resource "google_monitoring_alert_policy" "signal_backlog" {
+  count        = local.pipeline_alert.signal_backlog ? 1 : 0
+  project      = var.project_id
+  display_name = "${var.name_prefix}: signals waiting"
+  combiner     = "OR"
+  severity     = "WARNING"
+  user_labels  = merge(var.labels, { redrive = "signal-backlog" })
+
+  conditions {
+    display_name = "oldest unacknowledged signal older than ${var.pipeline_alerts.signal_backlog.max_age_s}s"
+    condition_threshold {
+      filter          = "metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\" AND ${local.trigger_subscription_filter}"
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.pipeline_alerts.signal_backlog.max_age_s
+      duration        = "${var.pipeline_alerts.signal_backlog.duration_s}s"
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "${var.pipeline_alerts.auto_close_s}s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "redrive: signals are not being processed"
+    content   = "The oldest signal on handle_signal's trigger subscription is waiting too long: the function fails, is throttled (max_instance_count) or cannot be invoked (run.invoker, ingress)."
+  }
+
+  notification_channels = local.alert_channels
+}
+
+resource "google_monitoring_alert_policy" "job_failures" {
+  count        = local.pipeline_alert.job_failures ? 1 : 0
+  project      = var.project_id
+  display_name = "${var.name_prefix}: redrive jobs failing"
+  combiner     = "OR"
+  severity     = "WARNING"
+  user_labels  = merge(var.labels, { redrive = "job-failures" })
+
+  conditions {
+    display_name = "failed attempts of the redrive queue"
+    condition_threshold {
+      filter = join(" AND ", [
+        "metric.type=\"cloudtasks.googleapis.com/queue/task_attempt_count\"",
+        "resource.type=\"cloud_tasks_queue\"",
+        "resource.labels.queue_id=\"${local.queue_id}\"",
+        "metric.labels.response_code!=\"OK\"",
+      ])
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.pipeline_alerts.job_failures.threshold
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "${var.pipeline_alerts.job_failures.window_s}s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "${var.pipeline_alerts.auto_close_s}s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "redrive: run_job attempts are failing"
+    content   = "Attempts of the redrive queue (${local.queue_id}) answer errors: run_job raises (transient Cloud Tasks or Cloud Run faults, quota) or cannot be invoked. The queue retries them; pause it to stop every re-drive."
+  }
+
+  notification_channels = local.alert_channels
+}
+
+resource "google_monitoring_alert_policy" "invalid_signals" {
+  count        = local.pipeline_alert.invalid_signals ? 1 : 0
+  project      = var.project_id
+  display_name = "${var.name_prefix}: invalid signals"
+  combiner     = "OR"
+  severity     = "WARNING"
+  user_labels  = merge(var.labels, { redrive = "invalid-signals" })
+
+  conditions {
+    display_name = "INVALID_SIGNAL decisions above ${var.pipeline_alerts.invalid_signals.threshold}"
+    condition_threshold {
+      filter          = "metric.type=\"${local.outcome_metric_type}\" AND resource.type=\"cloud_run_revision\" AND metric.labels.outcome=\"INVALID_SIGNAL\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.pipeline_alerts.invalid_signals.threshold
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "${var.pipeline_alerts.invalid_signals.window_s}s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "${var.pipeline_alerts.auto_close_s}s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "redrive: many invalid signals"
+    content   = "handle_signal receives messages it cannot read (INVALID_SIGNAL, acknowledged and dropped): a publisher sends the wrong shape, or someone publishes to the signals topic who should not."
+  }
+
+  notification_channels = local.alert_channels
+
+  depends_on = [time_sleep.outcome_metric]
+}
+
+resource "google_monitoring_alert_policy" "dead_letters" {
+  count        = local.pipeline_alert.dead_letters ? 1 : 0
+  project      = var.project_id
+  display_name = "${var.name_prefix}: dead-lettered signals"
+  combiner     = "OR"
+  severity     = "ERROR"
+  user_labels  = merge(var.labels, { redrive = "dead-letters" })
+
+  conditions {
+    display_name = "signals in the dead-letter subscription"
+    condition_threshold {
+      filter          = "metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${local.topic_name}-dead-letter-hold\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "${var.pipeline_alerts.auto_close_s}s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "redrive: signals were dead-lettered"
+    content   = "Signals failed ${var.dead_letter.max_delivery_attempts} deliveries and were moved to ${local.topic_name}-dead-letter-hold. Read them there, fix the cause, and publish them back to the signals topic."
+  }
+
+  notification_channels = local.alert_channels
+}
+
+# Halted re-drives (features.halted_redrives): decisions with outcome HALTED, once the halt gate
+# writes them.
+resource "google_monitoring_alert_policy" "halted_redrives" {
+  count        = local.pipeline_alert.halted_redrives ? 1 : 0
+  project      = var.project_id
+  display_name = "${var.name_prefix}: re-drive halted"
+  combiner     = "OR"
+  severity     = "ERROR"
+  user_labels  = merge(var.labels, { redrive = "halted" })
+
+  conditions {
+    display_name = "HALTED decisions"
+    condition_threshold {
+      filter          = "metric.type=\"${local.outcome_metric_type}\" AND resource.type=\"cloud_run_revision\" AND metric.labels.outcome=\"HALTED\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "${var.pipeline_alerts.auto_close_s}s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "redrive: a re-drive was halted"
+    content   = "A re-drive stopped because its canaries failed again (outcome HALTED): the fix did not fix these tasks. Search jsonPayload.event=\"redrive.outcome\" AND jsonPayload.outcome=\"HALTED\"."
+  }
+
+  notification_channels = local.alert_channels
+
+  depends_on = [time_sleep.outcome_metric]
 }

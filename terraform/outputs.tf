@@ -1,5 +1,5 @@
 output "signals_topic" {
-  description = "The full id (projects/P/topics/T) of the topic that feeds handle_signal; publish signals or point dead-letter policies here."
+  description = "The full id (projects/P/topics/T) of the topic that feeds handle_signal; publish signals or point other subscriptions' dead-letter policies here. Whoever may publish here can make redrive force-run failing tasks of the allowed queues: keep its publishers tight."
   value       = local.topic_id
 }
 
@@ -44,5 +44,56 @@ output "notification_channel" {
 
 output "outcome_metric_type" {
   description = "The metric type of the outcome counter, or null when disabled."
-  value       = var.outcome_metric.enabled ? "logging.googleapis.com/user/${local.outcome_metric_name}" : null
+  value       = var.outcome_metric.enabled ? local.outcome_metric_type : null
+}
+
+output "build_service_account" {
+  description = "The email of the service account Cloud Build runs the functions' builds as."
+  value       = local.build_account_email
+}
+
+output "artifact_repository" {
+  description = "The id (projects/P/locations/L/repositories/R) of the Artifact Registry repository of the function images."
+  value       = local.repository_id
+}
+
+output "deploy_topic" {
+  description = "The full id of the topic the deploy subscription reads (created by the module with deploy_subscription.create_topic), or null when disabled."
+  value       = var.deploy_subscription.enabled ? local.deploy_topic_id : null
+}
+
+output "dead_letter" {
+  description = "The dead-letter topic of redrive's own signal subscriptions and the pull subscription that keeps what reaches it, or null when disabled."
+  value = var.dead_letter.enabled ? {
+    topic        = google_pubsub_topic.dead_letter[0].id
+    subscription = google_pubsub_subscription.dead_letter[0].id
+  } : null
+}
+
+output "trigger_dead_letter_commands" {
+  description = "The gcloud commands that give handle_signal's Eventarc subscription (created by Eventarc, out of Terraform's reach) the same dead-letter policy and the Pub/Sub service agent the subscriber grant it needs, or null when dead_letter is disabled."
+  value = var.dead_letter.enabled ? join("\n", [
+    "SUB=$(gcloud eventarc triggers describe ${google_cloudfunctions2_function.main.event_trigger[0].trigger} --location=${var.region} --project=${var.project_id} --format='value(transport.pubsub.subscription)')",
+    "gcloud pubsub subscriptions update \"$SUB\" --dead-letter-topic=${google_pubsub_topic.dead_letter[0].id} --max-delivery-attempts=${var.dead_letter.max_delivery_attempts}",
+    "gcloud pubsub subscriptions add-iam-policy-binding \"$SUB\" --member=${local.agents.pubsub} --role=roles/pubsub.subscriber",
+  ]) : null
+}
+
+output "dashboard" {
+  description = "The id of the Cloud Monitoring dashboard, or null when disabled."
+  value       = one(google_monitoring_dashboard.main[*].id)
+}
+
+output "alert_policies" {
+  description = "The ids of the alert policies the module created, by name."
+  value = { for name, policy in {
+    attempt_failures = google_monitoring_alert_policy.attempt_failures
+    outcomes         = google_monitoring_alert_policy.outcomes
+    signal_errors    = google_monitoring_alert_policy.signal_errors
+    signal_backlog   = google_monitoring_alert_policy.signal_backlog
+    job_failures     = google_monitoring_alert_policy.job_failures
+    invalid_signals  = google_monitoring_alert_policy.invalid_signals
+    dead_letters     = google_monitoring_alert_policy.dead_letters
+    halted_redrives  = google_monitoring_alert_policy.halted_redrives
+  } : name => policy[0].name if length(policy) > 0 }
 }

@@ -1,8 +1,14 @@
 # Signal wiring, each piece optional: the topic, a Monitoring pubsub channel, a log-based alert
-# and a log sink on failed Cloud Tasks attempts, and a deploy-notification subscription.
+# and a log sink on failed Cloud Tasks attempts, a deploy-notification subscription (and its
+# topic), and the dead-letter topic of redrive's own signal subscriptions.
+#
+# The signals topic is the trust boundary: whoever may publish to it can make redrive force-run
+# the failing tasks of the allowed queues (every decision still goes through the guards and the
+# fix check). The module grants publish only to the Monitoring notification agent and the sink's
+# writer identity; keep other publishers (roles/pubsub.publisher or editor on the project) tight.
 
 locals {
-  monitoring_agent = "serviceAccount:service-${data.google_project.main.number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+  monitoring_agent = local.agents.monitoring
 
   # Failed attempts of the target queues in this project. `attemptResponseLog:*` keeps the
   # comparison to entries that have a response log at all.
@@ -17,7 +23,11 @@ locals {
   ])
   has_local_target_queues = length(local.local_target_queues) > 0
 
-  deploy_topic_id = startswith(var.deploy_subscription.topic, "projects/") ? var.deploy_subscription.topic : "projects/${var.project_id}/topics/${var.deploy_subscription.topic}"
+  deploy_topic_id         = startswith(var.deploy_subscription.topic, "projects/") ? var.deploy_subscription.topic : "projects/${var.project_id}/topics/${var.deploy_subscription.topic}"
+  deploy_topic_in_project = startswith(local.deploy_topic_id, "projects/${var.project_id}/topics/")
+  create_deploy_topic     = var.deploy_subscription.enabled && var.deploy_subscription.create_topic
+
+  dead_letter_topic_id = var.dead_letter.enabled ? google_pubsub_topic.dead_letter[0].id : null
 }
 
 resource "google_pubsub_topic" "signals" {
@@ -27,6 +37,27 @@ resource "google_pubsub_topic" "signals" {
   labels                     = var.labels
   message_retention_duration = "${var.signals_topic.message_retention_s}s"
   kms_key_name               = var.kms_key_name
+
+  depends_on = [google_kms_crypto_key_iam_member.agents]
+}
+
+# Cloud Build publishes build notifications to the cloud-builds topic of the build's project only
+# when that topic exists: on a fresh project nothing creates it.
+resource "google_pubsub_topic" "deploys" {
+  count        = local.create_deploy_topic ? 1 : 0
+  project      = var.project_id
+  name         = split("/", local.deploy_topic_id)[3]
+  labels       = var.labels
+  kms_key_name = var.kms_key_name
+
+  lifecycle {
+    precondition {
+      condition     = local.deploy_topic_in_project
+      error_message = "The module creates the deploy topic in project_id only: for a topic of another project set deploy_subscription.create_topic = false."
+    }
+  }
+
+  depends_on = [google_kms_crypto_key_iam_member.agents]
 }
 
 resource "google_monitoring_notification_channel" "signals" {
@@ -35,6 +66,7 @@ resource "google_monitoring_notification_channel" "signals" {
   display_name = coalesce(var.notification_channel.display_name, "${var.name_prefix} signals")
   description  = "Publishes alert incidents to redrive's signals topic; attach it to alert policies on the target queues."
   type         = "pubsub"
+  user_labels  = var.labels
   labels = {
     topic = local.topic_id
   }
@@ -60,7 +92,7 @@ resource "google_monitoring_alert_policy" "attempt_failures" {
   display_name = "${var.name_prefix}: Cloud Tasks attempt failed"
   combiner     = "OR"
   severity     = "WARNING"
-  user_labels  = { redrive = "attempt-failures" }
+  user_labels  = merge(var.labels, { redrive = "attempt-failures" })
 
   conditions {
     display_name = "failed attempt in a target queue"
@@ -104,6 +136,13 @@ resource "google_logging_project_sink" "attempt_failures" {
   destination            = "pubsub.googleapis.com/${local.topic_id}"
   filter                 = local.attempt_failure_filter
   unique_writer_identity = true
+
+  # Messages published before handle_signal's trigger subscription exists are lost, and the
+  # first deliveries need the invoker grant: the sink starts feeding the topic after both.
+  depends_on = [
+    google_cloudfunctions2_function.main,
+    google_cloud_run_v2_service_iam_member.signal_invoker,
+  ]
 }
 
 # The writer identity is already in member form ("serviceAccount:...").
@@ -123,7 +162,7 @@ resource "google_pubsub_subscription" "deploys" {
   count                      = var.deploy_subscription.enabled ? 1 : 0
   project                    = var.project_id
   name                       = "${var.name_prefix}-deploys"
-  topic                      = local.deploy_topic_id
+  topic                      = local.create_deploy_topic ? google_pubsub_topic.deploys[0].id : local.deploy_topic_id
   labels                     = var.labels
   filter                     = var.deploy_subscription.filter
   ack_deadline_seconds       = coalesce(var.deploy_subscription.ack_deadline_s, min(600, var.signal_function.timeout_s))
@@ -145,4 +184,63 @@ resource "google_pubsub_subscription" "deploys" {
       audience              = google_cloudfunctions2_function.main.service_config[0].uri
     }
   }
+
+  dynamic "dead_letter_policy" {
+    for_each = var.dead_letter.enabled ? [local.dead_letter_topic_id] : []
+    content {
+      dead_letter_topic     = dead_letter_policy.value
+      max_delivery_attempts = var.dead_letter.max_delivery_attempts
+    }
+  }
+
+  depends_on = [google_cloud_run_v2_service_iam_member.signal_invoker]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Dead letters of redrive's own signal subscriptions. Without a dead-letter topic, a signal that
+# keeps failing is dropped when its retention ends (24 hours on Eventarc's subscription). A
+# dead-letter topic without a subscription loses messages too, hence the pull subscription that
+# keeps them for inspection and replay (publish them back to the signals topic). The Pub/Sub
+# service agent forwards the messages: it publishes to this topic and acknowledges on the source
+# subscription.
+
+resource "google_pubsub_topic" "dead_letter" {
+  count        = var.dead_letter.enabled ? 1 : 0
+  project      = var.project_id
+  name         = "${local.topic_name}-dead-letter"
+  labels       = var.labels
+  kms_key_name = var.kms_key_name
+
+  depends_on = [google_kms_crypto_key_iam_member.agents]
+}
+
+resource "google_pubsub_subscription" "dead_letter" {
+  count                      = var.dead_letter.enabled ? 1 : 0
+  project                    = var.project_id
+  name                       = "${local.topic_name}-dead-letter-hold"
+  topic                      = google_pubsub_topic.dead_letter[0].id
+  labels                     = var.labels
+  ack_deadline_seconds       = 60
+  message_retention_duration = "${var.dead_letter.retention_s}s"
+  retain_acked_messages      = false
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  count   = var.dead_letter.enabled ? 1 : 0
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter[0].id
+  role    = "roles/pubsub.publisher"
+  member  = local.agents.pubsub
+}
+
+resource "google_pubsub_subscription_iam_member" "deploys_dead_letter_subscriber" {
+  count        = var.dead_letter.enabled && var.deploy_subscription.enabled ? 1 : 0
+  project      = var.project_id
+  subscription = google_pubsub_subscription.deploys[0].id
+  role         = "roles/pubsub.subscriber"
+  member       = local.agents.pubsub
 }

@@ -34,13 +34,14 @@ variable "name_prefix" {
 
 variable "labels" {
   type        = map(string)
-  description = "The labels added to every labelled resource the module creates (functions, bucket, topic, subscriptions)."
+  description = "The labels added to every labelled resource the module creates (functions, bucket, repository, topics, subscriptions, notification channel, alert policies, dashboard)."
   default     = {}
+  nullable    = false
 }
 
 variable "target_queues" {
   type        = list(string)
-  description = "The full names (projects/P/locations/L/queues/Q) of the Cloud Tasks queues whose failed tasks redrive may force-run; it becomes REDRIVE_ALLOWED_QUEUES and receives the only task-level grants."
+  description = "The full names (projects/P/locations/L/queues/Q) of the Cloud Tasks queues whose failed tasks redrive may force-run; it becomes REDRIVE_ALLOWED_QUEUES and receives the only task-level grants. The names key for_each and count, so they must be known at plan time: build them from known arguments (\"projects/$${var.project_id}/locations/$${var.region}/queues/$${google_cloud_tasks_queue.x.name}\"), never from an apply-time attribute such as google_cloud_tasks_queue.x.id."
 
   validation {
     condition     = length(var.target_queues) > 0
@@ -58,8 +59,9 @@ variable "target_queues" {
 
 variable "service_map" {
   type        = map(list(string))
-  description = "A map from a Cloud Run service full name (projects/P/locations/L/services/S) to the full names of the target queues that feed it; it becomes REDRIVE_SERVICE_MAP and drives deploy sweeps and the revision fix check."
+  description = "A map from a Cloud Run service full name (projects/P/locations/L/services/S) to the full names of the target queues that feed it; it becomes REDRIVE_SERVICE_MAP and drives deploy sweeps and the revision fix check. Like target_queues, its keys must be known at plan time (names built from known arguments, not google_cloud_run_v2_service.x.id)."
   default     = {}
+  nullable    = false
 
   validation {
     condition = alltrue([
@@ -84,6 +86,7 @@ variable "settings" {
   })
   description = "The behaviour of redrive: Cloud Tasks API version, task view (FULL adds cloudtasks.tasks.fullView to the grants), fix check strategy (revision, static with fix_deployed_at, or none), stale-signal age, transient-fault retry budget and dry run."
   default     = {}
+  nullable    = false
 
   validation {
     condition     = contains(["v2beta3", "v2"], var.settings.tasks_api)
@@ -126,6 +129,7 @@ variable "redrive_queue" {
   })
   description = "The redrive queue that throttles RunTask globally: its name (default NAME_PREFIX-jobs), its dispatch rate, which should stay below the project's RunTask quota (about 60 per minute): the default 0.8 per second leaves room for the queue's burst and for run_job latency jitter, which at exactly 1 per second put up to 77 RunTask calls in one 60-second window in the storm test, its concurrency, its retry policy for failed run_job calls and its task-log sampling ratio."
   default     = {}
+  nullable    = false
 
   validation {
     condition     = var.redrive_queue.max_dispatches_per_s > 0 && var.redrive_queue.max_dispatches_per_s <= 500
@@ -176,13 +180,17 @@ variable "runtime" {
 
 variable "signal_function" {
   type = object({
-    timeout_s          = optional(number, 540)
-    sweep_budget_s     = optional(number, 480)
-    available_memory   = optional(string, "512Mi")
-    max_instance_count = optional(number, 10)
+    timeout_s                        = optional(number, 540)
+    sweep_budget_s                   = optional(number, 480)
+    available_memory                 = optional(string, "512Mi")
+    available_cpu                    = optional(string)
+    min_instance_count               = optional(number, 0)
+    max_instance_count               = optional(number, 10)
+    max_instance_request_concurrency = optional(number, 1)
   })
-  description = "The handle_signal function (Pub/Sub trigger): its timeout, the time a deploy sweep may spend in one invocation (REDRIVE_SWEEP_BUDGET_S, kept below the timeout so a sweep stops cleanly and is delivered again), its memory and its maximum instance count."
+  description = "The handle_signal function (Pub/Sub trigger): its timeout, the time a deploy sweep may spend in one invocation (REDRIVE_SWEEP_BUDGET_S, kept below the timeout so a sweep stops cleanly and is delivered again), its memory, its vCPUs (null: the platform's default for the memory), its minimum and maximum instance counts and the requests one instance serves at once (more than 1 needs at least one vCPU)."
   default     = {}
+  nullable    = false
 
   validation {
     condition     = var.signal_function.timeout_s >= 60 && var.signal_function.timeout_s <= 540
@@ -200,8 +208,25 @@ variable "signal_function" {
   }
 
   validation {
-    condition     = var.signal_function.max_instance_count >= 1
-    error_message = "The signal_function.max_instance_count must be at least 1."
+    condition = (
+      var.signal_function.max_instance_count >= 1 &&
+      var.signal_function.min_instance_count >= 0 &&
+      var.signal_function.min_instance_count <= var.signal_function.max_instance_count &&
+      var.signal_function.max_instance_request_concurrency >= 1 &&
+      var.signal_function.max_instance_request_concurrency <= 1000
+    )
+    error_message = "The signal_function needs 0 <= min_instance_count <= max_instance_count, max_instance_count >= 1 and max_instance_request_concurrency between 1 and 1000."
+  }
+
+  validation {
+    condition     = var.signal_function.available_cpu == null || can(regex("^[0-9]+(\\.[0-9]+)?$", coalesce(var.signal_function.available_cpu, "1")))
+    error_message = "The signal_function.available_cpu must be a number of vCPUs such as 0.5, 1 or 2."
+  }
+
+  validation {
+    # Cloud Run refuses concurrency above 1 on less than one vCPU.
+    condition     = var.signal_function.max_instance_request_concurrency == 1 || try(tonumber(var.signal_function.available_cpu) >= 1, false)
+    error_message = "The signal_function.max_instance_request_concurrency above 1 needs available_cpu of at least 1 (Cloud Run refuses concurrency on a fraction of a vCPU)."
   }
 }
 
@@ -209,16 +234,35 @@ variable "job_function" {
   type = object({
     timeout_s                        = optional(number, 120)
     available_memory                 = optional(string, "256Mi")
+    available_cpu                    = optional(string)
+    min_instance_count               = optional(number, 0)
     max_instance_count               = optional(number, 5)
     max_instance_request_concurrency = optional(number, 1)
   })
-  description = "The run_job function (private HTTP, called by the redrive queue): its timeout, memory, maximum instance count and requests per instance."
+  description = "The run_job function (private HTTP, called by the redrive queue): its timeout, which is also the dispatch deadline of every redrive job (REDRIVE_JOB_DEADLINE_S: without it Cloud Tasks would cut a job at its 10-minute default), its memory, its vCPUs (null: the platform's default for the memory), its minimum and maximum instance counts and the requests one instance serves at once (more than 1 needs at least one vCPU)."
   default     = {}
+  nullable    = false
 
   validation {
-    # Cloud Tasks waits at most 30 minutes for an HTTP target.
-    condition     = var.job_function.timeout_s >= 15 && var.job_function.timeout_s <= 1800
-    error_message = "The job_function.timeout_s must be between 15 and 1800 (the Cloud Tasks dispatch deadline range)."
+    # The jobs' dispatch deadline is this timeout, and Cloud Tasks accepts 15 s to 30 min.
+    condition     = var.job_function.timeout_s >= 15 && var.job_function.timeout_s <= 1800 && floor(var.job_function.timeout_s) == var.job_function.timeout_s
+    error_message = "The job_function.timeout_s must be whole seconds from 15 to 1800: it is also the redrive jobs' dispatch deadline, which Cloud Tasks bounds to 15 s - 30 min."
+  }
+
+  validation {
+    condition     = var.job_function.available_cpu == null || can(regex("^[0-9]+(\\.[0-9]+)?$", coalesce(var.job_function.available_cpu, "1")))
+    error_message = "The job_function.available_cpu must be a number of vCPUs such as 0.5, 1 or 2."
+  }
+
+  validation {
+    # Cloud Run refuses concurrency above 1 on less than one vCPU.
+    condition     = var.job_function.max_instance_request_concurrency == 1 || try(tonumber(var.job_function.available_cpu) >= 1, false)
+    error_message = "The job_function.max_instance_request_concurrency above 1 needs available_cpu of at least 1 (Cloud Run refuses concurrency on a fraction of a vCPU)."
+  }
+
+  validation {
+    condition     = var.job_function.min_instance_count >= 0 && var.job_function.min_instance_count <= var.job_function.max_instance_count
+    error_message = "The job_function.min_instance_count must be between 0 and max_instance_count."
   }
 
   validation {
@@ -247,6 +291,7 @@ variable "source_bucket" {
   })
   description = "The bucket that stores the function source archives (uniform access, versioning, public access prevented): its name (default PROJECT-NAME_PREFIX-source), location (default the region), whether destroy may delete its objects, and an optional bucket for its access logs."
   default     = {}
+  nullable    = false
 
   validation {
     condition     = var.source_bucket.name == null || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.source_bucket.name))
@@ -256,7 +301,7 @@ variable "source_bucket" {
 
 variable "kms_key_name" {
   type        = string
-  description = "An optional Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts the signals topic and the source bucket; null uses Google-managed keys."
+  description = "An optional Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K, in the region) that encrypts the topics, the source bucket, the Artifact Registry repository and both functions; the module grants cloudkms.cryptoKeyEncrypterDecrypter on it to the service agents that use it (see kms_service_agent_grants). Null uses Google-managed keys."
   default     = null
 
   validation {
@@ -273,6 +318,7 @@ variable "signals_topic" {
   })
   description = "The Pub/Sub topic that feeds handle_signal: whether the module creates it (false uses an existing topic of that name in project_id), its name (default NAME_PREFIX-signals) and how long it keeps messages."
   default     = {}
+  nullable    = false
 
   validation {
     condition     = var.signals_topic.name == null || can(regex("^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.signals_topic.name))
@@ -292,6 +338,7 @@ variable "notification_channel" {
   })
   description = "A Cloud Monitoring notification channel of type pubsub that publishes alert incidents to the signals topic, with the publish grant for the Monitoring notification service agent; attach it to your own alert policies on the target queues."
   default     = {}
+  nullable    = false
 }
 
 variable "attempt_failure_alert" {
@@ -302,6 +349,7 @@ variable "attempt_failure_alert" {
   })
   description = "A log-based alert policy on failed Cloud Tasks attempts of the target queues (in project_id) that notifies the pubsub channel, with the task name extracted into its documentation as task=NAME; Monitoring sends at most one notification per rate-limit period, so it is a trigger to look at the queue, not a per-task feed."
   default     = {}
+  nullable    = false
 
   validation {
     condition     = var.attempt_failure_alert.notification_rate_limit_s >= 300 && var.attempt_failure_alert.auto_close_s >= 1800
@@ -315,17 +363,20 @@ variable "attempt_failure_sink" {
   })
   description = "A log sink that publishes every failed Cloud Tasks attempt of the target queues in project_id to the signals topic (the per-task feed), with the publish grant for its writer identity; the target queues need task-operation logging on."
   default     = {}
+  nullable    = false
 }
 
 variable "deploy_subscription" {
   type = object({
     enabled        = optional(bool, false)
     topic          = optional(string, "cloud-builds")
+    create_topic   = optional(bool, true)
     filter         = optional(string, "attributes.status = \"SUCCESS\"")
     ack_deadline_s = optional(number)
   })
-  description = "A push subscription that delivers deploy notifications (by default the cloud-builds topic, short id in project_id or full projects/P/topics/T, filtered to successful builds) to handle_signal with an OIDC token of the function service account; the acknowledgement deadline defaults to the function timeout."
+  description = "A push subscription that delivers deploy notifications (by default the cloud-builds topic, short id in project_id or full projects/P/topics/T, filtered to successful builds) to handle_signal with an OIDC token of the function service account; the acknowledgement deadline defaults to the function timeout. With create_topic (the default) the module creates the topic in project_id (Cloud Build publishes to cloud-builds only when it exists); set it to false when the topic exists already or lives in another project."
   default     = {}
+  nullable    = false
 
   validation {
     condition     = can(regex("^(projects/[^/]+/topics/)?[A-Za-z][A-Za-z0-9._~%+-]{2,254}$", var.deploy_subscription.topic))
@@ -342,9 +393,11 @@ variable "outcome_metric" {
   type = object({
     enabled = optional(bool, true)
     name    = optional(string)
+    wait_s  = optional(number, 120)
   })
-  description = "A log-based counter of redrive outcome records labelled by outcome (default name NAME_PREFIX/outcomes, that is logging.googleapis.com/user/NAME_PREFIX/outcomes)."
+  description = "A log-based counter of redrive's decisions (the jsonPayload.event=\"redrive.outcome\" lines, one per decision; signal and sweep summaries are not counted) labelled by outcome and function (default name NAME_PREFIX/outcomes, that is logging.googleapis.com/user/NAME_PREFIX/outcomes), and how long the alerts and the dashboard wait after creating it (Monitoring answers \"Cannot find metric(s)\" for a few minutes after a log-based metric is created)."
   default     = {}
+  nullable    = false
 }
 
 variable "outcome_alert" {
@@ -355,8 +408,14 @@ variable "outcome_alert" {
     alignment_period_s    = optional(number, 300)
     auto_close_s          = optional(number, 86400)
   })
-  description = "An alert policy that fires when the outcome metric counts any of the given outcomes (default FAILED and PERMISSION_DENIED), sent to the given notification channel ids; needs outcome_metric enabled."
+  description = "An alert policy that fires when the outcome metric counts any of the given outcomes (default FAILED and PERMISSION_DENIED), sent to the given notification channel ids (at least one when enabled); needs outcome_metric enabled, and is created after the metric has had time to exist (outcome_metric.wait_s)."
   default     = {}
+  nullable    = false
+
+  validation {
+    condition     = !var.outcome_alert.enabled || length(var.outcome_alert.notification_channels) > 0
+    error_message = "The outcome_alert needs at least one notification channel id when enabled: an alert nobody receives is no alert."
+  }
 
   validation {
     condition = length(var.outcome_alert.outcomes) > 0 && alltrue([
@@ -368,5 +427,186 @@ variable "outcome_alert" {
   validation {
     condition     = var.outcome_alert.alignment_period_s >= 60 && var.outcome_alert.auto_close_s >= 1800
     error_message = "The outcome_alert.alignment_period_s must be at least 60 and auto_close_s at least 1800."
+  }
+}
+
+variable "build_service_account" {
+  type = object({
+    create = optional(bool, true)
+    email  = optional(string)
+  })
+  description = "The service account Cloud Build runs both functions' builds as (build_config.service_account). By default the module creates NAME_PREFIX-build; give email (with create = false) to use an existing one. Either way the module grants it exactly what a build needs: roles/logging.logWriter on the project (build logs), roles/storage.objectViewer on the source bucket (the archive) and roles/artifactregistry.writer on the functions' repository (the image). New projects' default Cloud Build account may lack these."
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = var.build_service_account.create != (var.build_service_account.email != null)
+    error_message = "Set build_service_account.email exactly when build_service_account.create is false."
+  }
+}
+
+variable "artifact_repository" {
+  type = object({
+    create               = optional(bool, true)
+    name                 = optional(string)
+    id                   = optional(string)
+    keep_recent_versions = optional(number, 10)
+  })
+  description = "The Artifact Registry Docker repository the function images are pushed to (build_config.docker_repository). By default the module creates NAME_PREFIX-functions in the region (encrypted with kms_key_name when set, keeping the most recent keep_recent_versions versions of each image); with create = false give the id projects/P/locations/L/repositories/R of an existing one."
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = var.artifact_repository.create || can(regex("^projects/[^/]+/locations/[^/]+/repositories/[^/]+$", coalesce(var.artifact_repository.id, "-")))
+    error_message = "With artifact_repository.create = false give artifact_repository.id as projects/P/locations/L/repositories/R."
+  }
+
+  validation {
+    condition     = var.artifact_repository.keep_recent_versions >= 1
+    error_message = "The artifact_repository.keep_recent_versions must be at least 1."
+  }
+}
+
+variable "kms_service_agent_grants" {
+  type        = bool
+  description = "With kms_key_name set, whether the module grants roles/cloudkms.cryptoKeyEncrypterDecrypter on the key to the service agents that encrypt with it: Pub/Sub (topics), Cloud Storage (bucket), Artifact Registry (repository), Cloud Functions, Cloud Run and Eventarc (functions). Set false when the key's IAM is managed elsewhere."
+  default     = true
+  nullable    = false
+}
+
+variable "vpc_access" {
+  type = object({
+    connector = optional(string)
+    egress    = optional(string, "PRIVATE_RANGES_ONLY")
+  })
+  description = "An optional Serverless VPC Access connector (projects/P/locations/L/connectors/C) both functions send egress through, and which egress goes there (PRIVATE_RANGES_ONLY or ALL_TRAFFIC)."
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = var.vpc_access.connector == null || can(regex("^projects/[^/]+/locations/[^/]+/connectors/[^/]+$", coalesce(var.vpc_access.connector, "-")))
+    error_message = "The vpc_access.connector must be projects/P/locations/L/connectors/C."
+  }
+
+  validation {
+    condition     = contains(["PRIVATE_RANGES_ONLY", "ALL_TRAFFIC"], var.vpc_access.egress)
+    error_message = "The vpc_access.egress must be PRIVATE_RANGES_ONLY or ALL_TRAFFIC."
+  }
+}
+
+variable "service_agents" {
+  type = object({
+    eventarc             = optional(bool, true)
+    pubsub_token_creator = optional(bool, false)
+    propagation_wait_s   = optional(number, 60)
+  })
+  description = "Grants to Google's service agents that a fresh project may not have in time: roles/eventarc.serviceAgent for the Eventarc service agent (the known \"Permission denied while using the Eventarc Service Agent\" when the trigger is created in the same apply as the API), and, for projects that enabled Pub/Sub before 2021-04-08, roles/iam.serviceAccountTokenCreator for the Pub/Sub service agent on the runtime account only (to mint the push and trigger OIDC tokens). The functions, the trigger and the log sink are created propagation_wait_s seconds after every grant they need."
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = var.service_agents.propagation_wait_s >= 0 && var.service_agents.propagation_wait_s <= 600
+    error_message = "The service_agents.propagation_wait_s must be between 0 and 600."
+  }
+}
+
+variable "dead_letter" {
+  type = object({
+    enabled               = optional(bool, true)
+    max_delivery_attempts = optional(number, 10)
+    retention_s           = optional(number, 604800)
+  })
+  description = "A dead-letter topic for redrive's own signal subscriptions (NAME_PREFIX-signals-dead-letter), a pull subscription that keeps what reaches it for retention_s (a dead-letter topic without a subscription loses messages), the Pub/Sub service agent's publisher and subscriber grants, and the dead-letter policy on the module's deploy subscription. The Eventarc trigger's own subscription is created by Eventarc: the trigger_dead_letter_commands output sets the same policy there."
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = var.dead_letter.max_delivery_attempts >= 5 && var.dead_letter.max_delivery_attempts <= 100
+    error_message = "The dead_letter.max_delivery_attempts must be between 5 and 100 (Pub/Sub's bounds)."
+  }
+
+  validation {
+    condition     = var.dead_letter.retention_s >= 600 && var.dead_letter.retention_s <= 604800
+    error_message = "The dead_letter.retention_s must be between 600 and 604800 (7 days, a subscription's maximum)."
+  }
+}
+
+variable "pipeline_alerts" {
+  type = object({
+    enabled               = optional(bool, false)
+    notification_channels = optional(list(string), [])
+    auto_close_s          = optional(number, 86400)
+    signal_errors = optional(object({
+      enabled   = optional(bool, true)
+      threshold = optional(number, 0)
+      window_s  = optional(number, 300)
+    }), {})
+    signal_backlog = optional(object({
+      enabled    = optional(bool, true)
+      max_age_s  = optional(number, 1800)
+      duration_s = optional(number, 300)
+    }), {})
+    job_failures = optional(object({
+      enabled   = optional(bool, true)
+      threshold = optional(number, 5)
+      window_s  = optional(number, 600)
+    }), {})
+    invalid_signals = optional(object({
+      enabled   = optional(bool, true)
+      threshold = optional(number, 20)
+      window_s  = optional(number, 600)
+    }), {})
+    dead_letters = optional(object({
+      enabled = optional(bool, true)
+    }), {})
+  })
+  description = "Alert policies on the pipeline itself, sent to notification_channels (at least one when enabled): handle_signal errors (5xx answers above threshold in window_s), the age of the oldest unacknowledged signal on the trigger subscription (above max_age_s for duration_s), failed attempts of the redrive queue (above threshold in window_s), INVALID_SIGNAL decisions (above threshold in window_s) and signals that reached the dead-letter subscription. HALTED re-drives and parked tasks are in features."
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = !var.pipeline_alerts.enabled || length(var.pipeline_alerts.notification_channels) > 0
+    error_message = "The pipeline_alerts need at least one notification channel id when enabled."
+  }
+
+  validation {
+    condition = alltrue([
+      var.pipeline_alerts.signal_errors.window_s >= 60,
+      var.pipeline_alerts.job_failures.window_s >= 60,
+      var.pipeline_alerts.invalid_signals.window_s >= 60,
+      var.pipeline_alerts.signal_backlog.max_age_s >= 60,
+      var.pipeline_alerts.auto_close_s >= 1800,
+    ])
+    error_message = "The pipeline_alerts windows and max_age_s must be at least 60 seconds and auto_close_s at least 1800."
+  }
+}
+
+variable "dashboard" {
+  type = object({
+    enabled      = optional(bool, true)
+    display_name = optional(string)
+  })
+  description = "A Cloud Monitoring dashboard of the pipeline: outcomes over time by outcome, re-drives and the redrive queue's depth, its attempts by response code, RunTask calls against the quota, the oldest unacknowledged signal, dead letters, and both functions' errors and latency (display name default \"redrive (NAME_PREFIX)\"); needs outcome_metric."
+  default     = {}
+  nullable    = false
+}
+
+variable "features" {
+  type = object({
+    halted_redrives = optional(object({
+      enabled = optional(bool, false)
+    }), {})
+    parking = optional(object({
+      enabled = optional(bool, false)
+      queue   = optional(string)
+    }), {})
+  })
+  description = "Dashboard widgets and alerts for redrive features that are being built, on the log fields they write: halted re-drives (decisions with outcome HALTED: a widget and an alert to pipeline_alerts' channels) and parking (decisions PARKED and RESTORED, and the depth of the parking queue, by its full name). They add observability only; the features' queues and grants come with the features."
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = var.features.parking.queue == null || can(regex("^projects/[^/]+/locations/[^/]+/queues/[^/]+$", coalesce(var.features.parking.queue, "-")))
+    error_message = "The features.parking.queue must be a full queue name projects/P/locations/L/queues/Q."
   }
 }

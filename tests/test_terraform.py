@@ -37,45 +37,55 @@ QUEUED_MODE_ENV = {
 }
 ENTRY_POINTS = {"main": "handle_signal", "job": "run_job"}
 
-# Attribute access, called or passed on (`self._call(self.services.get_service, ...)`).
+# Attribute access, called or passed on (`self._call(self.services.get_service, ...)`). The
+# queue-level calls and delete_task are those of this wave's features (re-create deletes the
+# original task, parking pauses its queue): the day the code makes one, these tests ask for its
+# grant.
 CALL_RE = re.compile(
-    r"\.(get_task|list_tasks|run_task|create_task|get_service|get_revision|list_revisions"
-    r"|list_services)\b"
+    r"\.(get_task|list_tasks|run_task|create_task|delete_task|get_service|get_revision"
+    r"|list_revisions|list_services|pause_queue|resume_queue|purge_queue|get_queue)\b"
 )
 CALL_PERMISSION = {
     "get_task": "cloudtasks.tasks.get",
     "list_tasks": "cloudtasks.tasks.list",
     "run_task": "cloudtasks.tasks.run",
     "create_task": "cloudtasks.tasks.create",
+    "delete_task": "cloudtasks.tasks.delete",
     "get_service": "run.services.get",
     "list_services": "run.services.list",
     "get_revision": "run.revisions.get",
     "list_revisions": "run.revisions.list",
+    "pause_queue": "cloudtasks.queues.pause",
+    "resume_queue": "cloudtasks.queues.resume",
+    "purge_queue": "cloudtasks.queues.purge",
+    "get_queue": "cloudtasks.queues.get",
 }
-# Calls made on the target queues; create_task goes to the redrive queue only.
-TARGET_QUEUE_CALLS = {"get_task", "list_tasks", "run_task"}
+# Calls made on the target queues; create_task goes to the redrive queue (and, with a feature
+# queue, there too); queue-level calls go to the features' own queues.
+TARGET_QUEUE_CALLS = {"get_task", "list_tasks", "run_task", "delete_task"}
 REDRIVE_QUEUE_CALLS = {"create_task"}
+FEATURE_QUEUE_CALLS = {"pause_queue", "resume_queue", "purge_queue", "get_queue"}
 RUN_CALLS = {"get_service", "list_services", "get_revision", "list_revisions"}
 
-# The predefined roles the module may grant, with the permissions that matter here, and the only
-# resource type each may be bound through.
-RUN_VIEWER = {
-    "run.services.get",
-    "run.services.list",
-    "run.revisions.get",
-    "run.revisions.list",
-    "run.configurations.get",
-    "run.configurations.list",
-    "run.routes.get",
-    "run.routes.list",
-    "run.locations.list",
+# The predefined roles the module may grant: the only resource type each may be bound through and
+# the member it may be granted to (a local of the module, or any member when None).
+ALLOWED_PREDEFINED: dict[str, tuple[str, str | None]] = {
+    "roles/iam.serviceAccountUser": ("google_service_account_iam_member", "runtime_member"),
+    "roles/run.invoker": ("google_cloud_run_v2_service_iam_member", None),
+    "roles/pubsub.publisher": ("google_pubsub_topic_iam_member", None),
+    "roles/pubsub.subscriber": ("google_pubsub_subscription_iam_member", "agents.pubsub"),
+    "roles/logging.logWriter": ("google_project_iam_member", "build_member"),
+    "roles/storage.objectViewer": ("google_storage_bucket_iam_member", "build_member"),
+    "roles/artifactregistry.writer": (
+        "google_artifact_registry_repository_iam_member",
+        "build_member",
+    ),
+    "roles/eventarc.serviceAgent": ("google_project_iam_member", "agents.eventarc"),
+    "roles/iam.serviceAccountTokenCreator": ("google_service_account_iam_member", "agents.pubsub"),
+    "roles/cloudkms.cryptoKeyEncrypterDecrypter": ("google_kms_crypto_key_iam_member", None),
 }
-ALLOWED_PREDEFINED = {
-    "roles/run.viewer": "google_project_iam_member",
-    "roles/iam.serviceAccountUser": "google_service_account_iam_member",
-    "roles/run.invoker": "google_cloud_run_v2_service_iam_member",
-    "roles/pubsub.publisher": "google_pubsub_topic_iam_member",
-}
+# A service agent's own role, granted to that agent only (checked above).
+SERVICE_AGENT_ROLES = {"roles/eventarc.serviceAgent"}
 BROAD_ROLE_RE = re.compile(r"roles/(owner|editor|viewer|[\w.]*[aA]dmin\w*|[\w.]*\.serviceAgent)$")
 
 
@@ -157,6 +167,15 @@ def function_env(mod: Module, resource_name: str) -> set[str]:
 
 def quoted_permissions(expr: Any) -> list[str]:
     return re.findall(r'"((?:cloudtasks|run|iam|pubsub)\.[A-Za-z]+\.[A-Za-z]+)"', str(expr))
+
+
+def permissions_of(mod: Module, expr: Any, seen: frozenset[str] = frozenset()) -> list[str]:
+    """The quoted permissions of an expression, following every `local.X` it names."""
+    found = quoted_permissions(expr)
+    for name in re.findall(r"\blocal\.(\w+)", str(expr)):
+        if name not in seen:
+            found += permissions_of(mod, mod.locals[name], seen | {name})
+    return found
 
 
 def resolve_local(mod: Module, expr: Any) -> Any:
@@ -312,23 +331,30 @@ def test_granted_permissions_are_exactly_those_of_the_calls_in_the_source(module
     assert {"get_task", "run_task"} <= set(calls), f"scanner found too little: {calls}"
 
     roles = module.of_type("google_project_iam_custom_role")
-    runner = resolve_local(module, roles["task_runner"]["permissions"])
-    enqueuer = resolve_local(module, roles["job_enqueuer"]["permissions"])
-    runner_perms = {p for p in quoted_permissions(runner) if p != "cloudtasks.tasks.fullView"}
-    enqueuer_perms = set(quoted_permissions(enqueuer))
+    runner_perms = {
+        p
+        for p in permissions_of(module, roles["task_runner"]["permissions"])
+        if p != "cloudtasks.tasks.fullView"
+    }
+    enqueuer_perms = set(permissions_of(module, roles["job_enqueuer"]["permissions"]))
+    run_perms = set(permissions_of(module, roles["run_viewer"]["permissions"]))
+    feature_perms = set(permissions_of(module, module.locals["feature_queues"]))
 
     want_target = {CALL_PERMISSION[c] for c in calls if c in TARGET_QUEUE_CALLS}
     want_redrive = {CALL_PERMISSION[c] for c in calls if c in REDRIVE_QUEUE_CALLS}
     want_run = {CALL_PERMISSION[c] for c in calls if c in RUN_CALLS}
+    want_feature = {CALL_PERMISSION[c] for c in calls if c in FEATURE_QUEUE_CALLS}
     assert runner_perms == want_target, f"target queues: granted {runner_perms}, calls {calls}"
     assert enqueuer_perms == want_redrive, f"redrive queue: granted {enqueuer_perms}"
-
-    viewer = [b for t, r, b in all_role_bindings(module) if r == "roles/run.viewer"]
-    if want_run:
-        assert viewer, f"Cloud Run calls {sorted(want_run)} but no roles/run.viewer grant"
-        assert want_run <= RUN_VIEWER
-    else:
-        assert not viewer, "roles/run.viewer granted but the source makes no Cloud Run call"
+    assert run_perms == want_run, f"Cloud Run: granted {run_perms}, calls {sorted(want_run)}"
+    assert want_feature <= feature_perms, (
+        f"the code calls {sorted(want_feature)}: give the feature its queue and grants in "
+        "local.feature_queues (terraform/queue.tf)"
+    )
+    # The Cloud Run reader is a custom role bound in the fix check's projects only.
+    binding = module.resources[("google_project_iam_member", "run_viewer")]
+    assert unq(binding["role"]) == "${google_project_iam_custom_role.run_viewer[each.key].name}"
+    assert 'fix_check == "revision"' in str(module.locals["run_viewer_projects"])
 
 
 def test_full_view_is_granted_only_when_configured(module: Module) -> None:
@@ -353,7 +379,10 @@ def test_custom_roles_are_bound_on_the_right_queues(module: Module) -> None:
     assert "var.target_queues" in str(module.locals["target_queues"])
     enqueuer = by_role["${google_project_iam_custom_role.job_enqueuer.name}"]
     assert unq(enqueuer["name"]) == "${google_cloud_tasks_queue.main.name}"
-    assert len(bindings) == 2
+    feature = by_role["${google_project_iam_custom_role.feature_queue[each.key].name}"]
+    assert unq(feature["for_each"]) == "${local.feature_queues}"
+    assert unq(feature["name"]) == "${google_cloud_tasks_queue.feature[each.key].name}"
+    assert len(bindings) == 3
     allowed = str(module.locals["env_common"]["REDRIVE_ALLOWED_QUEUES"])
     assert "var.target_queues" in allowed
 
@@ -361,19 +390,72 @@ def test_custom_roles_are_bound_on_the_right_queues(module: Module) -> None:
 @pytest.mark.parametrize("folder", [MODULE, EXAMPLE], ids=["module", "example"])
 def test_no_broad_roles(folder: Path) -> None:
     mod = load_module(folder)
-    for rtype, role, _ in all_role_bindings(mod):
-        assert not BROAD_ROLE_RE.search(role), f"{rtype} grants the broad role {role}"
+    for rtype, role, body in all_role_bindings(mod):
+        member = str(body.get("member", ""))
+        if role in SERVICE_AGENT_ROLES:
+            assert "agents.eventarc" in member, f"{role} granted to {member}"
+        else:
+            assert not BROAD_ROLE_RE.search(role), f"{rtype} grants the broad role {role}"
         if role.startswith("roles/"):
             assert role in ALLOWED_PREDEFINED, f"{rtype} grants {role}"
             if folder == MODULE:
-                assert ALLOWED_PREDEFINED[role] == rtype, f"{role} bound through {rtype}"
+                allowed_type, allowed_member = ALLOWED_PREDEFINED[role]
+                assert allowed_type == rtype, f"{role} bound through {rtype}"
+                if allowed_member is not None:
+                    assert allowed_member in member, f"{role} granted to {member}"
     project_level = [
         role for t, role, _ in all_role_bindings(mod) if t == "google_project_iam_member"
     ]
-    assert set(project_level) <= {"roles/run.viewer"}
-    for body in mod.of_type("google_project_iam_custom_role").values():
-        perms = quoted_permissions(resolve_local(mod, body["permissions"]))
-        assert perms and all(p.startswith("cloudtasks.tasks.") for p in perms), perms
+    assert set(project_level) <= {
+        "roles/logging.logWriter",
+        "roles/eventarc.serviceAgent",
+        "${google_project_iam_custom_role.run_viewer[each.key].name}",
+    }
+    for name, body in mod.of_type("google_project_iam_custom_role").items():
+        if name == "feature_queue":
+            assert unq(body["permissions"]) == "${each.value.permissions}"
+            continue
+        perms = permissions_of(mod, body["permissions"])
+        assert perms, name
+        assert all(
+            p.startswith(("cloudtasks.tasks.", "cloudtasks.queues."))
+            or p in {"run.services.get", "run.services.list", "run.revisions.get"}
+            for p in perms
+        ), perms
+
+
+def test_the_build_account_holds_exactly_what_a_build_needs(module: Module) -> None:
+    build = {
+        role: rtype
+        for rtype, role, body in all_role_bindings(module)
+        if "build_member" in str(body["member"])
+    }
+    assert build == {
+        "roles/logging.logWriter": "google_project_iam_member",
+        "roles/storage.objectViewer": "google_storage_bucket_iam_member",
+        "roles/artifactregistry.writer": "google_artifact_registry_repository_iam_member",
+    }
+    for fn in ENTRY_POINTS:
+        config = block(module.resources[("google_cloudfunctions2_function", fn)], "build_config")
+        assert "local.build_account_email" in str(config["service_account"])
+        assert unq(config["docker_repository"]) == "${local.repository_id}"
+
+
+def test_functions_wait_for_the_grants(module: Module) -> None:
+    for fn in ENTRY_POINTS:
+        body = module.resources[("google_cloudfunctions2_function", fn)]
+        assert body["depends_on"] == ["${time_sleep.grants}"]
+    waited = {str(d) for d in module.resources[("time_sleep", "grants")]["depends_on"]}
+    for rtype, _, _ in all_role_bindings(module):
+        if rtype in {"google_pubsub_topic_iam_member", "google_pubsub_subscription_iam_member"}:
+            continue  # publishers of the topics and the dead-letter forwarding: not the functions'
+        names = [
+            n
+            for (t, n) in module.resources
+            if t == rtype and rtype != "google_cloud_run_v2_service_iam_member"
+        ]
+        for name in names:
+            assert f"${{{rtype}.{name}}}" in waited, f"{rtype}.{name} is not waited for"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,13 +478,40 @@ def test_outcome_metric_counts_by_outcome_and_alert_defaults_are_real_outcomes(
 ) -> None:
     metric = module.resources[("google_logging_metric", "outcomes")]
     assert unq(metric["label_extractors"]["outcome"]) == "EXTRACT(jsonPayload.outcome)"
-    assert "jsonPayload.outcome" in str(metric["filter"])
+    assert unq(metric["filter"]) == "${local.outcome_filter}"
+    # Decisions only (tests/terraform/test_outcome_metric.py evaluates it on real lines).
+    assert 'jsonPayload.event=\\"redrive.outcome\\"' in str(module.locals["outcome_filter"])
+    assert "jsonPayload.outcome:*" not in str(module.locals["outcome_filter"])
     alert_type = str(module.variables["outcome_alert"]["type"])
     match = re.search(r"outcomes\s*=\s*optional\(list\(string\),\s*\[([^\]]*)\]", alert_type)
     assert match, alert_type
     defaults = re.findall(r'"([A-Z_]+)"', match.group(1))
     assert set(defaults) == {"FAILED", "PERMISSION_DENIED"}
     assert set(defaults) <= {o.value for o in Outcome}
+
+
+def test_jobs_carry_run_job_s_timeout_as_their_dispatch_deadline(module: Module) -> None:
+    queued = module.locals["env_queued"]
+    assert unq(queued["REDRIVE_JOB_DEADLINE_S"]) == "${tostring(var.job_function.timeout_s)}"
+    rules = " ".join(str(v["condition"]) for v in module.variables["job_function"]["validation"])
+    assert "var.job_function.timeout_s <= 1800" in rules
+
+
+@pytest.mark.parametrize("fn", ["signal_function", "job_function"])
+def test_concurrency_above_one_needs_a_whole_vcpu(module: Module, fn: str) -> None:
+    rules = [str(v["condition"]) for v in module.variables[fn]["validation"]]
+    assert any(
+        "max_instance_request_concurrency == 1" in r and "available_cpu" in r and ">= 1" in r
+        for r in rules
+    ), rules
+
+
+def test_alert_policies_carry_the_module_labels(module: Module) -> None:
+    policies = module.of_type("google_monitoring_alert_policy")
+    assert len(policies) >= 8
+    for name, body in policies.items():
+        assert "var.labels" in str(body["user_labels"]), name
+        assert body.get("notification_channels"), name
 
 
 def test_redrive_queue_defaults_below_the_run_task_quota(module: Module) -> None:

@@ -1,10 +1,12 @@
 # A complete deployment: the APIs, a target Cloud Run service, a target queue that keeps failed
-# tasks long enough to be re-driven, and redrive wired to every signal.
+# tasks long enough to be re-driven, an e-mail channel for the alerts, and redrive wired to every
+# signal, with its dashboard and its pipeline alerts.
 
 locals {
   apis = [
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
     "cloudtasks.googleapis.com",
     "eventarc.googleapis.com",
     "iam.googleapis.com",
@@ -91,14 +93,37 @@ resource "google_cloud_tasks_queue" "billing" {
   depends_on = [google_project_service.apis]
 }
 
+# Where redrive's own alerts go.
+resource "google_monitoring_notification_channel" "oncall" {
+  project      = var.project_id
+  display_name = "redrive on-call"
+  type         = "email"
+  labels = {
+    email_address = var.notification_email
+  }
+  user_labels = local.labels
+
+  depends_on = [google_project_service.apis]
+}
+
+locals {
+  labels = { app = "redrive", env = "example" }
+
+  # Full names built from known arguments: they key for_each and count inside the module, and
+  # google_cloud_tasks_queue.billing.id would only be known after apply. Referencing the
+  # resources' name attributes still orders the grants after the queue and the service.
+  billing_queue   = "projects/${var.project_id}/locations/${var.region}/queues/${google_cloud_tasks_queue.billing.name}"
+  billing_service = "projects/${var.project_id}/locations/${var.region}/services/${google_cloud_run_v2_service.billing.name}"
+}
+
 module "redrive" {
   source = "../.."
 
   project_id    = var.project_id
   region        = var.region
-  target_queues = [google_cloud_tasks_queue.billing.id]
+  target_queues = [local.billing_queue]
   service_map = {
-    (google_cloud_run_v2_service.billing.id) = [google_cloud_tasks_queue.billing.id]
+    (local.billing_service) = [local.billing_queue]
   }
 
   settings = {
@@ -109,9 +134,16 @@ module "redrive" {
   attempt_failure_alert = { enabled = true }
   attempt_failure_sink  = { enabled = true }
   deploy_subscription   = { enabled = true, topic = "cloud-builds" }
-  outcome_alert         = { enabled = true }
+  outcome_alert = {
+    enabled               = true
+    notification_channels = [google_monitoring_notification_channel.oncall.id]
+  }
+  pipeline_alerts = {
+    enabled               = true
+    notification_channels = [google_monitoring_notification_channel.oncall.id]
+  }
 
-  labels = { app = "redrive", env = "example" }
+  labels = local.labels
 
   depends_on = [google_project_service.apis]
 }

@@ -27,3 +27,13 @@ output "target_queue" {
   description = "The example target queue."
   value       = google_cloud_tasks_queue.billing.id
 }
+
+output "dashboard" {
+  description = "The redrive dashboard."
+  value       = module.redrive.dashboard
+}
+
+output "trigger_dead_letter_commands" {
+  description = "Run these once after the first apply: they give handle_signal's Eventarc subscription the module's dead-letter policy."
+  value       = module.redrive.trigger_dead_letter_commands
+}

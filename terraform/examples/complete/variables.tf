@@ -14,3 +14,13 @@ variable "dry_run" {
   description = "Whether redrive only decides and logs, without calling RunTask; start with true and switch off once the outcomes look right."
   default     = true
 }
+
+variable "notification_email" {
+  type        = string
+  description = "The e-mail address redrive's alerts (outcomes that need a person, the pipeline alerts) are sent to."
+
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+$", var.notification_email))
+    error_message = "The notification_email must be an e-mail address."
+  }
+}

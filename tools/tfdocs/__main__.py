@@ -1,0 +1,5 @@
+"""python -m tfdocs: see tfdocs.cli."""
+
+from tfdocs.cli import main
+
+raise SystemExit(main())
