@@ -4,15 +4,19 @@ locals {
   # Environment shared by both functions. Every key is a variable redrive.config reads (the
   # tests check this against ENV_VARS); null values are dropped where the map is used.
   env_common = {
-    REDRIVE_ALLOWED_QUEUES   = join(",", var.target_queues)
-    REDRIVE_TASKS_API        = var.settings.tasks_api
-    REDRIVE_RESPONSE_VIEW    = var.settings.response_view
-    REDRIVE_FIX_CHECK        = var.settings.fix_check
-    REDRIVE_FIX_DEPLOYED_AT  = var.settings.fix_check == "static" ? var.settings.fix_deployed_at : null
-    REDRIVE_SERVICE_MAP      = length(var.service_map) > 0 ? jsonencode(var.service_map) : null
-    REDRIVE_MAX_SIGNAL_AGE   = "${var.settings.max_signal_age_s}s"
-    REDRIVE_RETRY_DEADLINE_S = tostring(var.settings.retry_deadline_s)
-    REDRIVE_DRY_RUN          = tostring(var.settings.dry_run)
+    REDRIVE_ALLOWED_QUEUES     = join(",", var.target_queues)
+    REDRIVE_TASKS_API          = var.settings.tasks_api
+    REDRIVE_RESPONSE_VIEW      = var.settings.response_view
+    REDRIVE_FIX_CHECK          = var.settings.fix_check
+    REDRIVE_FIX_DEPLOYED_AT    = var.settings.fix_check == "static" ? var.settings.fix_deployed_at : null
+    REDRIVE_SERVICE_MAP        = length(var.service_map) > 0 ? jsonencode(var.service_map) : null
+    REDRIVE_MAX_SIGNAL_AGE     = "${var.settings.max_signal_age_s}s"
+    REDRIVE_RETRY_DEADLINE_S   = tostring(var.settings.retry_deadline_s)
+    REDRIVE_DRY_RUN            = tostring(var.settings.dry_run)
+    REDRIVE_CLAIMS_QUEUE       = google_cloud_tasks_queue.feature["claims"].id
+    REDRIVE_RETRY_DUE_MARGIN_S = tostring(var.settings.retry_due_margin_s)
+    REDRIVE_CLOCK_SKEW_S       = tostring(var.settings.clock_skew_s)
+    REDRIVE_RPC_TIMEOUT_S      = tostring(var.settings.rpc_timeout_s)
     # functions-framework's own switch: adds the execution id to every structured log line.
     LOG_EXECUTION_ID = "true"
   }

@@ -9,8 +9,9 @@ locals {
     local.feature_target_permissions,
   )
 
-  # CreateTask on the redrive queue only (roles/cloudtasks.enqueuer would add fullView).
-  job_enqueuer_permissions = ["cloudtasks.tasks.create"]
+  # The redrive queue: CreateTask (a job per failure) and GetTask with the FULL view (run_job
+  # believes a job only as the queue holds it, body included). Nothing else, on that queue only.
+  job_enqueuer_permissions = ["cloudtasks.tasks.create", "cloudtasks.tasks.get", "cloudtasks.tasks.fullView"]
 
   # The revision fix check: GetService, ListServices and GetRevision (redrive.adapters.cloudrun),
   # in the projects whose services the target queues feed: the target queues' projects and those

@@ -97,3 +97,13 @@ output "alert_policies" {
     halted_redrives  = google_monitoring_alert_policy.halted_redrives
   } : name => policy[0].name if length(policy) > 0 }
 }
+
+output "claims_queue" {
+  description = "Full name of the claims queue (REDRIVE_CLAIMS_QUEUE): one write-once marker per forced run of a failure, and per task and fix."
+  value       = google_cloud_tasks_queue.feature["claims"].id
+}
+
+output "claims_queue_pause_command" {
+  description = "The command that pauses the claims queue once after the first apply (the provider cannot set a queue's state; its markers never run either way)."
+  value       = "gcloud tasks queues pause ${google_cloud_tasks_queue.feature["claims"].name} --location=${var.region} --project=${var.project_id}"
+}

@@ -26,18 +26,30 @@ resource "google_cloud_tasks_queue" "main" {
   }
 }
 
-# Queues of redrive features (a claims queue, a paused parking queue), keyed by a static feature
-# name so that for_each keys are always known at plan time. Empty until a feature needs one; a
-# feature adds an entry such as
+# Queues of redrive features, keyed by a static feature name so that for_each keys are always
+# known at plan time; each gets the queue NAME_PREFIX-KEY plus a custom role with exactly its
+# permissions on it (iam.tf). A feature adds an entry such as
 #   parking = {
 #     max_dispatches_per_s = 1, max_concurrent_dispatches = 1, max_attempts = -1,
 #     permissions          = ["cloudtasks.tasks.create", "cloudtasks.tasks.delete", "cloudtasks.queues.pause"]
 #   }
-# and gets the queue NAME_PREFIX-KEY plus a custom role with exactly those permissions on it
-# (iam.tf). The 6.x provider has no queue state argument: a queue that must stay paused is paused
-# by redrive itself (cloudtasks.queues.pause) or by the operator.
+#
+# claims: the global claim of each forced run (REDRIVE_CLAIMS_QUEUE; docs/design.md). Its tasks
+# are write-once markers, created (CreateTask) and read with their body (GetTask, FULL view) by
+# the runtime account, due 29 days ahead, never dispatched on purpose. Keep the queue paused:
+# the 6.x provider has no queue state argument, so pause it once after the first apply (the
+# output claims_queue_pause_command). Left running it is still safe: its markers only come due
+# when the failure they guard is moot, and a marker that is dispatched fails once against an
+# address that resolves nowhere (max_attempts = 1) and is gone.
 locals {
-  feature_queues = {}
+  feature_queues = {
+    claims = {
+      max_dispatches_per_s      = 1
+      max_concurrent_dispatches = 1
+      max_attempts              = 1
+      permissions               = ["cloudtasks.tasks.create", "cloudtasks.tasks.get", "cloudtasks.tasks.fullView"]
+    }
+  }
 }
 
 resource "google_cloud_tasks_queue" "feature" {

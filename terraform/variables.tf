@@ -83,8 +83,12 @@ variable "settings" {
     max_signal_age_s = optional(number, 86400)
     retry_deadline_s = optional(number, 30)
     dry_run          = optional(bool, false)
+    # A task whose own retry is due within this margin is not forced (SKIPPED_RETRY_DUE).
+    retry_due_margin_s = optional(number, 60)
+    clock_skew_s       = optional(number, 30)
+    rpc_timeout_s      = optional(number, 20)
   })
-  description = "The behaviour of redrive: Cloud Tasks API version, task view (FULL adds cloudtasks.tasks.fullView to the grants), fix check strategy (revision, static with fix_deployed_at, or none), stale-signal age, transient-fault retry budget and dry run."
+  description = "The behaviour of redrive: Cloud Tasks API version, task view (FULL adds cloudtasks.tasks.fullView to the grants), fix check strategy (revision, static with fix_deployed_at, or none), stale-signal age, transient-fault retry budget, dry run, the margin before a task's own retry within which it is not forced, the clock skew tolerated (times further ahead are refused) and the timeout of one API call (a timed-out RunTask is judged after twice that)."
   default     = {}
   nullable    = false
 
@@ -112,6 +116,15 @@ variable "settings" {
   validation {
     condition     = var.settings.max_signal_age_s > 0 && var.settings.retry_deadline_s >= 0
     error_message = "The settings.max_signal_age_s must be positive and settings.retry_deadline_s not negative."
+  }
+
+  validation {
+    condition = (
+      var.settings.retry_due_margin_s >= 0 && var.settings.retry_due_margin_s <= 3600 &&
+      var.settings.clock_skew_s >= 0 && var.settings.clock_skew_s <= 3600 &&
+      var.settings.rpc_timeout_s >= 0.1 && var.settings.rpc_timeout_s <= 300
+    )
+    error_message = "The settings.retry_due_margin_s and settings.clock_skew_s must be from 0 to 3600, settings.rpc_timeout_s from 0.1 to 300."
   }
 }
 

@@ -66,6 +66,11 @@ TARGET_QUEUE_CALLS = {"get_task", "list_tasks", "run_task", "delete_task"}
 REDRIVE_QUEUE_CALLS = {"create_task"}
 FEATURE_QUEUE_CALLS = {"pause_queue", "resume_queue", "purge_queue", "get_queue"}
 RUN_CALLS = {"get_service", "list_services", "get_revision", "list_revisions"}
+# redrive's own tasks read with their body (CloudTasks.get_full, the FULL view): run_job reads the
+# job it runs from the redrive queue, the claims register reads its markers from the claims queue.
+FULL_READ = re.compile(r"\.get_full\(")
+FULL_READ_PERMISSIONS = {"cloudtasks.tasks.get", "cloudtasks.tasks.fullView"}
+FULL_READS_BY_QUEUE = {"redrive": "entry/on_job.py", "claims": "adapters/claims.py"}
 
 # The predefined roles the module may grant: the only resource type each may be bound through and
 # the member it may be granted to (a local of the module, or any member when None).
@@ -342,6 +347,15 @@ def test_granted_permissions_are_exactly_those_of_the_calls_in_the_source(module
 
     want_target = {CALL_PERMISSION[c] for c in calls if c in TARGET_QUEUE_CALLS}
     want_redrive = {CALL_PERMISSION[c] for c in calls if c in REDRIVE_QUEUE_CALLS}
+    package = ROOT / "src" / "redrive"
+    full_reads = {
+        queue: bool(FULL_READ.search((package / path).read_text()))
+        for queue, path in FULL_READS_BY_QUEUE.items()
+    }
+    assert all(full_reads.values()), f"the scanner lost track of the FULL reads: {full_reads}"
+    want_redrive |= FULL_READ_PERMISSIONS
+    claims_perms = {unq(p) for p in module.locals["feature_queues"]["claims"]["permissions"]}
+    assert claims_perms == {"cloudtasks.tasks.create"} | FULL_READ_PERMISSIONS, claims_perms
     want_run = {CALL_PERMISSION[c] for c in calls if c in RUN_CALLS}
     want_feature = {CALL_PERMISSION[c] for c in calls if c in FEATURE_QUEUE_CALLS}
     assert runner_perms == want_target, f"target queues: granted {runner_perms}, calls {calls}"
