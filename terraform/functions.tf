@@ -17,6 +17,7 @@ locals {
     REDRIVE_RETRY_DUE_MARGIN_S = tostring(var.settings.retry_due_margin_s)
     REDRIVE_CLOCK_SKEW_S       = tostring(var.settings.clock_skew_s)
     REDRIVE_RPC_TIMEOUT_S      = tostring(var.settings.rpc_timeout_s)
+    REDRIVE_PERMISSION_GRACE_S = tostring(var.settings.permission_grace_s)
     # functions-framework's own switch: adds the execution id to every structured log line.
     LOG_EXECUTION_ID = "true"
   }

@@ -87,8 +87,11 @@ variable "settings" {
     retry_due_margin_s = optional(number, 60)
     clock_skew_s       = optional(number, 30)
     rpc_timeout_s      = optional(number, 20)
+    # PERMISSION_DENIED is delivered again for this long after an instance starts: the grants
+    # this module creates with the functions may still be propagating.
+    permission_grace_s = optional(number, 600)
   })
-  description = "The behaviour of redrive: Cloud Tasks API version, task view (FULL adds cloudtasks.tasks.fullView to the grants), fix check strategy (revision, static with fix_deployed_at, or none), stale-signal age, transient-fault retry budget, dry run, the margin before a task's own retry within which it is not forced, the clock skew tolerated (times further ahead are refused) and the timeout of one API call (a timed-out RunTask is judged after twice that)."
+  description = "The behaviour of redrive: Cloud Tasks API version, task view (FULL adds cloudtasks.tasks.fullView to the grants), fix check strategy (revision, static with fix_deployed_at, or none), stale-signal age, transient-fault retry budget, dry run, the margin before a task's own retry within which it is not forced, the clock skew tolerated (times further ahead are refused), the timeout of one API call (a timed-out RunTask is judged after twice that) and how long after an instance starts a missing permission is delivered again rather than acknowledged (grants propagating on a first deploy)."
   default     = {}
   nullable    = false
 
@@ -122,9 +125,10 @@ variable "settings" {
     condition = (
       var.settings.retry_due_margin_s >= 0 && var.settings.retry_due_margin_s <= 3600 &&
       var.settings.clock_skew_s >= 0 && var.settings.clock_skew_s <= 3600 &&
-      var.settings.rpc_timeout_s >= 0.1 && var.settings.rpc_timeout_s <= 300
+      var.settings.rpc_timeout_s >= 0.1 && var.settings.rpc_timeout_s <= 300 &&
+      var.settings.permission_grace_s >= 0 && var.settings.permission_grace_s <= 3600
     )
-    error_message = "The settings.retry_due_margin_s and settings.clock_skew_s must be from 0 to 3600, settings.rpc_timeout_s from 0.1 to 300."
+    error_message = "The settings.retry_due_margin_s, settings.clock_skew_s and settings.permission_grace_s must be from 0 to 3600, settings.rpc_timeout_s from 0.1 to 300."
   }
 }
 

@@ -329,3 +329,11 @@ def test_errors_map_to_outcomes_and_statuses(error, outcome, status):
 def test_fix_evidence_without_attempt_time_does_not_cover():
     assert not FIX_LIVE.covers(None)
     assert FixEvidence("none").covers(None)
+
+
+def test_a_missing_permission_on_a_young_instance_is_delivered_again():
+    err = errors.PermissionDeniedError("PERMISSION_DENIED: cloudtasks.tasks.get")
+    young = for_error(err, permission_grace=True)
+    assert young.outcome is Outcome.FAILED and young.http_status == 503
+    assert "propagating" in young.reason
+    assert for_error(err).outcome is Outcome.PERMISSION_DENIED

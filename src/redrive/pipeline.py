@@ -40,7 +40,6 @@ from redrive.core.decide import (
     SignalRef,
     after_run,
     decide,
-    for_error,
     screen,
 )
 from redrive.core.jobs import Job, JobTask, job_task
@@ -147,8 +146,8 @@ def _process(request: Request, rt: Runtime) -> Result:
         try:
             created = rt.tasks.create(rt.settings.redrive_queue, planned.job)
         except errors.RedriveError as err:
-            return finish(planned, err)
-        return finish(planned, created)
+            return finish(planned, err, rt)
+        return finish(planned, created, rt)
     return _run(planned, rt)
 
 
@@ -175,7 +174,7 @@ def prepare(request: Request, rt: Runtime) -> Result | Pending:
                 failure, state, evidence, rt.policy, now, check_in_flight=check_in_flight
             )
     except errors.RedriveError as err:
-        return Result.of(for_error(err), state=state, fix=evidence)
+        return Result.of(rt.for_error(err), state=state, fix=evidence)
     if request.act is Act.ENQUEUE and decision.outcome is Outcome.DRY_RUN:
         assert state is not None
         return Result(
@@ -192,11 +191,11 @@ def prepare(request: Request, rt: Runtime) -> Result | Pending:
     return Pending(request, state, evidence, job)
 
 
-def finish(pending: Pending, answer: bool | errors.RedriveError) -> Result:
+def finish(pending: Pending, answer: bool | errors.RedriveError, rt: Runtime) -> Result:
     """The outcome of an `Act.ENQUEUE`: created (True), the name was taken (False), or an error."""
     assert pending.job is not None
     if isinstance(answer, errors.RedriveError):
-        return Result.of(for_error(answer), state=pending.state, fix=pending.fix)
+        return Result.of(rt.for_error(answer), state=pending.state, fix=pending.fix)
     if answer:
         return Result(
             Outcome.QUEUED,
@@ -240,7 +239,7 @@ def _run(pending: Pending, rt: Runtime) -> Result:
             state = fresh
         claimed = _claim(request, state, evidence, rt)
     except errors.RedriveError as err:
-        return Result.of(for_error(err), state=state, fix=evidence)
+        return Result.of(rt.for_error(err), state=state, fix=evidence)
     if isinstance(claimed, Refusal):
         return Result(
             claimed.outcome,
@@ -258,7 +257,7 @@ def _run(pending: Pending, rt: Runtime) -> Result:
         claims = rt.claims
         if claimed is not None and claims is not None and _never_dispatched(err):
             claims.end(claimed, f"RunTask refused: {err}")
-        result = Result.of(for_error(err), state=state, fix=evidence, claim=claim)
+        result = Result.of(rt.for_error(err), state=state, fix=evidence, claim=claim)
         if isinstance(err, errors.OutcomeUnknownError):
             result.reason += (
                 f"; the failure stays claimed by {request.owner}, which looks again after "

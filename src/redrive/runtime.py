@@ -8,6 +8,7 @@ use, so `import main` (a cold start) stays light.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,8 +19,9 @@ from redrive.adapters.cloudtasks import CloudTasks
 from redrive.adapters.fixcheck import FixCheck, make_fix_check
 from redrive.adapters.log import OutcomeLog
 from redrive.adapters.ratelimit import TokenBucket
+from redrive.core import errors
 from redrive.core.config import Settings
-from redrive.core.decide import Policy
+from redrive.core.decide import Decision, Policy, for_error
 from redrive.core.records import COMPONENT
 
 
@@ -43,8 +45,15 @@ class Runtime:
         self._tasks = tasks
         self._cloudrun = cloudrun
         self._claims: Claims | None = None
+        self.started_s = time.monotonic()
         self._lock = threading.Lock()
         self.fix_check: FixCheck = make_fix_check(settings, self.cloudrun)
+
+    def for_error(self, err: errors.RedriveError) -> Decision:
+        """The outcome of an error, in this instance's circumstances (its age, for a missing
+        permission: see REDRIVE_PERMISSION_GRACE_S)."""
+        young = time.monotonic() - self.started_s < self.settings.permission_grace_s
+        return for_error(err, permission_grace=young)
 
     @property
     def claims(self) -> Claims | None:

@@ -34,7 +34,7 @@ from redrive.adapters.cloudtasks import CloudTasks
 from redrive.adapters.jobqueue import CONCURRENCY, JobQueue
 from redrive.core import errors
 from redrive.core.claims import Checkpoint
-from redrive.core.decide import Failure, FixEvidence, SignalRef, for_error
+from redrive.core.decide import Failure, FixEvidence, SignalRef
 from redrive.core.names import QueueName
 from redrive.core.outcomes import Outcome
 from redrive.core.records import COMPONENT, Result, build_record, iso, signal_fields
@@ -296,7 +296,7 @@ class Sweeper:
                 self._handle_page(queue, number=number, token=token, chosen=chosen)
                 self._checkpoint(queue, page)
         except errors.RedriveError as err:
-            decision = for_error(err)
+            decision = self.rt.for_error(err)
             assert decision.outcome is not None
             if isinstance(err, errors.NotFoundError):
                 reason = f"queue not found: {err}"
@@ -404,7 +404,7 @@ class Sweeper:
             jobs = [p.job for p in pending if p.job is not None]
             answers = iter(self._jobs.create_all(self.settings.redrive_queue, jobs))
         return [
-            item if isinstance(item, Result) else pipeline.finish(item, next(answers))
+            item if isinstance(item, Result) else pipeline.finish(item, next(answers), self.rt)
             for item in planned
         ]
 

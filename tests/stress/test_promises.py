@@ -582,6 +582,27 @@ def test_a_forged_or_replayed_job_grants_itself_nothing(stack, queues, queued):
     assert run_calls(stack, task) == 1
 
 
+def test_a_grant_still_propagating_on_a_first_deploy_does_not_lose_the_signal(
+    stack, queues, direct
+):
+    """A fresh instance of a first deploy meets PERMISSION_DENIED while its grants propagate:
+    within REDRIVE_PERMISSION_GRACE_S the signal is delivered again, not acknowledged; once the
+    grant is there the redelivery re-drives the task."""
+    fn = direct(REDRIVE_PERMISSION_GRACE_S="600")
+    task, _ = ready_task(stack, queues["work"], "grant")
+    stack.emu.control.fail("GetTask", grpc.StatusCode.PERMISSION_DENIED, times=-1)
+    try:
+        first = post_signal(fn, dead_letter(task), "grant-1", now_rfc3339())
+    finally:
+        stack.emu.control.clear()
+    assert first.status_code == 500
+    (line,) = fn.outcomes(signal__message_id="grant-1")
+    assert line["outcome"] == "FAILED" and "propagating" in line["reason"]
+    again = post_signal(fn, dead_letter(task), "grant-1", now_rfc3339())
+    assert again.status_code == 200
+    assert fn.outcomes(signal__message_id="grant-1")[-1]["outcome"] == "DISPATCHED"
+
+
 # ---------------------------------------------------------------------------------------------
 # 9. redrive's own queues
 

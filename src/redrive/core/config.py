@@ -136,6 +136,13 @@ ENV_VARS: dict[str, EnvVar] = {
             "again for the same failure until twice this time has passed.",
         ),
         EnvVar(
+            "REDRIVE_PERMISSION_GRACE_S",
+            "0",
+            "For this many seconds after an instance starts, PERMISSION_DENIED counts as a grant "
+            "still propagating: FAILED and delivered again instead of acknowledged (new IAM "
+            "grants take minutes to apply; the Terraform module sets 600).",
+        ),
+        EnvVar(
             "REDRIVE_MAX_PAYLOAD_BYTES",
             "1048576",
             "Signals larger than this (decoded) are refused as INVALID_SIGNAL.",
@@ -228,6 +235,7 @@ class Settings:
     retry_due_margin_s: float = 60.0
     clock_skew_s: float = 30.0
     rpc_timeout_s: float = 20.0
+    permission_grace_s: float = 0.0
     max_payload_bytes: int = 1048576
     tasks_emulator_host: str | None = None
     run_emulator_host: str | None = None
@@ -371,6 +379,9 @@ class Settings:
             ),
             "clock_skew_s": _float(get("REDRIVE_CLOCK_SKEW_S"), "REDRIVE_CLOCK_SKEW_S"),
             "rpc_timeout_s": _float(get("REDRIVE_RPC_TIMEOUT_S"), "REDRIVE_RPC_TIMEOUT_S"),
+            "permission_grace_s": _float(
+                get("REDRIVE_PERMISSION_GRACE_S"), "REDRIVE_PERMISSION_GRACE_S"
+            ),
             "max_payload_bytes": _int(
                 get("REDRIVE_MAX_PAYLOAD_BYTES"), "REDRIVE_MAX_PAYLOAD_BYTES"
             ),
@@ -520,6 +531,7 @@ def _numeric_settings(s: Settings) -> list[tuple[str, float, float, float, bool]
         ("REDRIVE_RETRY_DUE_MARGIN_S", s.retry_due_margin_s, 0.0, 3600.0, False),
         ("REDRIVE_CLOCK_SKEW_S", s.clock_skew_s, 0.0, 3600.0, False),
         ("REDRIVE_RPC_TIMEOUT_S", s.rpc_timeout_s, 0.1, 300.0, False),
+        ("REDRIVE_PERMISSION_GRACE_S", s.permission_grace_s, 0.0, 3600.0, False),
     ]
 
 

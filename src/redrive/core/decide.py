@@ -280,8 +280,20 @@ def after_run(run: RunResult) -> Decision:
     return _final(Outcome.NOT_FOUND, "task disappeared before RunTask (completed meanwhile)")
 
 
-def for_error(err: errors.RedriveError) -> Decision:
-    """The outcome of an error met while deciding or running (already translated)."""
+def for_error(err: errors.RedriveError, *, permission_grace: bool = False) -> Decision:
+    """The outcome of an error met while deciding or running (already translated).
+
+    `permission_grace`: the instance has just started, when a missing permission is more likely
+    a grant still propagating (a first deploy) than a grant that will never come: FAILED, so the
+    platform delivers the work again, instead of an acknowledged PERMISSION_DENIED.
+    """
+    if isinstance(err, errors.PermissionDeniedError) and permission_grace:
+        return _final(
+            Outcome.FAILED,
+            f"{err} (within REDRIVE_PERMISSION_GRACE_S of the instance's start: new grants may "
+            "still be propagating, so the work is delivered again)",
+            503,
+        )
     if isinstance(err, errors.QuotaExceededError):
         return _final(Outcome.FAILED, f"quota exhausted: {err}", 429)
     if isinstance(err, errors.TransientError):

@@ -24,7 +24,7 @@ from typing import Any
 
 from redrive import pipeline
 from redrive.core import errors
-from redrive.core.decide import Failure, SignalRef, for_error
+from redrive.core.decide import Failure, SignalRef
 from redrive.core.jobs import Job
 from redrive.core.names import TASK_ID_RE
 from redrive.core.outcomes import Outcome
@@ -93,7 +93,7 @@ def handle_job(
     try:
         refusal = verify(job_id, body, rt)
     except errors.RedriveError as err:
-        return answer(Result.of(for_error(err)), failure, job.signal)
+        return answer(Result.of(rt.for_error(err)), failure, job.signal)
     if refusal is not None:
         return answer(Result(Outcome.INVALID_SIGNAL, refusal, 403), failure, job.signal)
     request = pipeline.Request(failure, pipeline.Act.RUN, evidence=job.fix, owner=f"job:{job_id}")
