@@ -148,6 +148,9 @@ class FakeQueue:
     def list_tasks(self, request: Any = None, **_: Any) -> Any:
         raise AssertionError("claims never list")
 
+    def delete_task(self, request: Any = None, **_: Any) -> Any:
+        raise AssertionError("claims never delete")
+
 
 def register(fake: FakeQueue, now: datetime = NOW) -> Claims:
     tasks = CloudTasks(fake, retry_deadline_s=0.1, backoff_initial_s=0.001)

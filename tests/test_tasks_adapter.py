@@ -61,6 +61,9 @@ class FakeTasks:
     def list_tasks(self, request: Any = None, **kwargs: Any) -> Any:
         return self._answer("list_tasks", request, kwargs)
 
+    def delete_task(self, request: Any = None, **kwargs: Any) -> Any:
+        return self._answer("delete_task", request, kwargs)
+
     def count(self, method: str) -> int:
         return sum(1 for m, _, _ in self.calls if m == method)
 

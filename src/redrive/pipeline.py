@@ -28,28 +28,37 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from redrive.adapters.claims import Grant, Refusal
+from redrive.adapters.cloudtasks import Deleted, Seen
 from redrive.core import errors
 from redrive.core.claims import FailureKey, fix_identity
 from redrive.core.decide import (
     Action,
     Failure,
     FixEvidence,
+    RunResult,
     SignalRef,
     after_run,
     decide,
     screen,
 )
 from redrive.core.jobs import Job, JobTask, job_task
+from redrive.core.names import TaskName
 from redrive.core.outcomes import Outcome
 from redrive.core.records import Result, result_record
+from redrive.core.recreate import copy_name
 from redrive.core.state import TaskState
 from redrive.runtime import Runtime
 
 NO_RUN_SLOT = "no_run_slot"
 """`Result.extra` key set when the throttle had no RunTask slot in time (nothing was done)."""
+WITHDRAW_S = 1.0
+"""A re-create's copy is withdrawn only while it is at least this far from due (the DeleteTask
+must land before Cloud Tasks dispatches it)."""
 STALE_AFTER_S = 0.5
 """A state older than this (a throttle wait, a listing) is read again before RunTask."""
 
@@ -65,6 +74,8 @@ class Act(StrEnum):
     """Force-run it now (RunTask): direct mode, run_job, the command line."""
     ENQUEUE = "enqueue"
     """Create one redrive job for it (queued mode); run_job does the RUN later."""
+    RECREATE = "recreate"
+    """Re-create it as a new task due now and delete the original (redrive.core.recreate)."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +142,7 @@ def process(request: Request, rt: Runtime) -> Result:
     early = screen(request.failure, rt.policy, rt.clock())
     if early is not None:
         return Result.of(early)
-    if request.act is Act.RUN:
+    if request.act in (Act.RUN, Act.RECREATE):
         with TASK_LOCKS.hold(str(request.failure.task)):
             return _process(request, rt)
     return _process(request, rt)
@@ -148,6 +159,8 @@ def _process(request: Request, rt: Runtime) -> Result:
         except errors.RedriveError as err:
             return finish(planned, err, rt)
         return finish(planned, created, rt)
+    if request.act is Act.RECREATE:
+        return _recreate(planned, rt)
     return _run(planned, rt)
 
 
@@ -158,9 +171,9 @@ def prepare(request: Request, rt: Runtime) -> Result | Pending:
     early = screen(failure, rt.policy, now)
     if early is not None:
         return Result.of(early)
-    # In-flight is a RunTask's guard: an attempt running when a job is enqueued is over by the
-    # time run_job (which checks it again) acts.
-    check_in_flight = request.act is Act.RUN
+    # In-flight is a RunTask's (and a re-create's) guard: an attempt running when a job is
+    # enqueued is over by the time run_job (which checks it again) acts.
+    check_in_flight = request.act is not Act.ENQUEUE
     state: TaskState | None = request.listed
     evidence: FixEvidence | None = None
     try:
@@ -241,15 +254,7 @@ def _run(pending: Pending, rt: Runtime) -> Result:
     except errors.RedriveError as err:
         return Result.of(rt.for_error(err), state=state, fix=evidence)
     if isinstance(claimed, Refusal):
-        return Result(
-            claimed.outcome,
-            claimed.reason,
-            claimed.http_status,
-            state=state,
-            fix=evidence,
-            claim=claimed.fields(),
-            retry_after_s=claimed.retry_after_s,
-        )
+        return _refused(claimed, state, evidence)
     claim = claimed.fields() if claimed is not None else None
     try:
         run = rt.tasks.run(failure.task, state)
@@ -267,6 +272,164 @@ def _run(pending: Pending, rt: Runtime) -> Result:
             )
         return result
     return Result.of(after_run(run), state=state, fix=evidence, run=run, claim=claim)
+
+
+def _recreate(pending: Pending, rt: Runtime) -> Result:
+    """Read the original with the FULL view, decide again on it, claim, create the copy due
+    REDRIVE_RECREATE_DELAY_S from now, delete the original; never leave both able to run.
+
+    The copy is named after the failure and the claim's rung: a half-done re-create (the copy
+    made, the original not yet deleted) is found by the next delivery through its rung and
+    finished; a withdrawn copy ends its rung, and the next rung makes a copy of another name.
+    """
+    request, failure = pending.request, pending.request.failure
+    state, evidence = pending.state, pending.fix
+    claims = rt.claims
+    if claims is None:
+        return Result(
+            Outcome.INVALID_SIGNAL,
+            "re-create needs REDRIVE_CLAIMS_QUEUE: without claims two instances could both copy "
+            "and delete the task",
+            state=state,
+            fix=evidence,
+        )
+    try:
+        original = rt.tasks.read_original(failure.task)
+        fresh = TaskState.from_task(original) if original is not None else None
+        decision = decide(failure, fresh, evidence, rt.policy, rt.clock())
+        if decision.action is not Action.RUN:
+            return Result.of(decision, state=fresh, fix=evidence)
+        assert fresh is not None and original is not None
+        state = fresh
+        too_soon = _too_soon_to_recreate(state, rt)
+        if too_soon is not None:
+            return Result(Outcome.SKIPPED_RETRY_DUE, too_soon, state=state, fix=evidence)
+        count = state.dispatch_count
+        claimed = claims.claim(
+            FailureKey(failure.task, count),
+            fix=fix_identity(evidence),
+            owner=request.owner,
+            reread=lambda: rt.tasks.get(failure.task),
+            # A rung whose copy exists, or existed recently without the rung being ended (the
+            # copy ran), is half done: the original must be deleted, not copied again.
+            resume=lambda rung: (
+                rt.tasks.seen(str(copy_name(failure.task, count, rung))) is not Seen.NEVER
+            ),
+        )
+    except errors.RedriveError as err:
+        return Result.of(rt.for_error(err), state=state, fix=evidence)
+    if isinstance(claimed, Refusal):
+        return _refused(claimed, state, evidence)
+    copy = copy_name(failure.task, count, claimed.rung)
+    due = rt.clock() + timedelta(seconds=rt.settings.recreate_delay_s)
+    done: dict[str, Any] = {"state": state, "fix": evidence, "claim": claimed.fields()}
+
+    def time_left_s() -> float:
+        return (due - rt.clock()).total_seconds()
+
+    def withdraw(why: str, *, original_gone: bool = False) -> bool:
+        """Withdraw the copy (it must not run), ending its rung first: a later delivery then
+        knows the copy was withdrawn, not run. Only before the copy is due (once due it may be
+        running), and only with that record made (the next delivery then finishes the
+        re-create instead), unless the original is gone anyway."""
+        if time_left_s() < WITHDRAW_S and not original_gone:
+            return False
+        if not claims.end(claimed, f"copy {copy.task} withdrawn: {why}") and not original_gone:
+            return False
+        return _withdraw(copy, rt)
+
+    if not claimed.resumed:
+        try:
+            rt.tasks.create_copy(original, copy, due)  # taken: a retry met its own copy
+        except errors.RedriveError as err:
+            # A copy whose creation is unknown may exist and come due: withdraw it, so that only
+            # the original (whose own retry is far off) can run.
+            withdrawn = withdraw(f"its creation failed: {err}")
+            result = Result.of(rt.for_error(err), **done)
+            result.reason += f"; {failure.task} was not re-created" + (
+                "" if withdrawn else f" (its copy {copy} could not be withdrawn: check it)"
+            )
+            return result
+    try:
+        # Retried only while the copy could still be withdrawn in time.
+        deleted = rt.tasks.delete(failure.task, deadline_s=max(0.0, time_left_s() - WITHDRAW_S))
+    except errors.RedriveError as err:
+        if withdraw(f"the original could not be deleted: {err}"):
+            result = Result.of(rt.for_error(err), **done)
+            result.reason += "; the original could not be deleted, so its copy was withdrawn"
+            return result
+        # The copy is due (or its withdrawal could not be recorded): it carries the work now,
+        # and the next delivery finds it through the claim and deletes the original.
+        return Result(
+            Outcome.FAILED,
+            f"the original could not be deleted ({err}) and its copy {copy.task} stays (due "
+            f"{due.isoformat()}): the work is delivered again to delete the original",
+            503,
+            **done,
+        )
+    if deleted is Deleted.WAS_GONE:
+        # The original ran or was deleted while its copy was made: the copy must not run too.
+        if withdraw("the original disappeared meanwhile", original_gone=True):
+            return Result(
+                Outcome.NOT_FOUND,
+                "the original disappeared while its copy was made (it ran or was deleted); the "
+                f"copy {copy.task} was withdrawn before it was due",
+                **done,
+            )
+        return Result(
+            Outcome.FAILED,
+            f"the original disappeared while its copy {copy} was made, and the copy could not "
+            "be withdrawn: it may run a second time; delete it",
+            503,
+            **done,
+        )
+    made = None if claimed.resumed else due
+    run = RunResult(
+        True, state, confirmed_by="CreateTask", method="recreate", copy=copy, copy_due=made
+    )
+    how = "finished re-creating" if claimed.resumed else "re-created"
+    when = f"due {due.isoformat()}" if made else "made by an earlier delivery"
+    return Result(
+        Outcome.RECREATED,
+        f"{how} as {copy.task} ({when}), the original deleted",
+        run=run,
+        **done,
+    )
+
+
+def _too_soon_to_recreate(state: TaskState, rt: Runtime) -> str | None:
+    """Why the original's own next attempt is too close for a re-create, or None."""
+    margin_s = rt.settings.recreate_margin_s
+    if state.schedule_time is None:
+        return None
+    ahead_s = (state.schedule_time - rt.clock()).total_seconds()
+    if ahead_s >= margin_s:
+        return None
+    return (
+        f"its own next attempt is due in {ahead_s:.0f}s, within REDRIVE_RECREATE_MARGIN_S "
+        f"({margin_s:g}s): Cloud Tasks could dispatch the original while its copy is made"
+    )
+
+
+def _withdraw(copy: TaskName, rt: Runtime) -> bool:
+    """Delete a copy that must not run. True when it is gone (deleted, or never there)."""
+    try:
+        rt.tasks.delete(copy)
+    except errors.RedriveError:
+        return False
+    return True
+
+
+def _refused(claimed: Refusal, state: TaskState, evidence: FixEvidence | None) -> Result:
+    return Result(
+        claimed.outcome,
+        claimed.reason,
+        claimed.http_status,
+        state=state,
+        fix=evidence,
+        claim=claimed.fields(),
+        retry_after_s=claimed.retry_after_s,
+    )
 
 
 def _claim(

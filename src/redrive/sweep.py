@@ -20,6 +20,7 @@ again and met as SKIPPED_DUPLICATE), so nothing runs twice and nothing is skippe
 from __future__ import annotations
 
 import heapq
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ from redrive.core.decide import Failure, FixEvidence, SignalRef
 from redrive.core.names import QueueName
 from redrive.core.outcomes import Outcome
 from redrive.core.records import COMPONENT, Result, build_record, iso, signal_fields
+from redrive.core.recreate import Method, MethodChoice, choose_method
 from redrive.core.selection import Pick, SweepPlan, plan_for, select
 from redrive.core.signals import Deploy, QueueAlert
 from redrive.core.state import TaskState
@@ -54,6 +56,8 @@ class Page:
     next_token: str
 
 
+RECREATE_WORKERS = 16
+"""Re-creates in flight at once (each is a few Cloud Tasks calls, one after another)."""
 PAGE_SIZE = 1000
 """ListTasks' maximum page size: fewest round trips, one page (≈1 MB of BASIC tasks) in memory."""
 SWEEP_EVENT = "redrive.sweep"
@@ -86,6 +90,8 @@ class SweepReport:
     """Pick → number of listed tasks not selected."""
     queue_outcomes: dict[str, str] = field(default_factory=dict)
     """Queue → outcome for queues not listed (not allowed, not found, permission denied)."""
+    methods: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Queue → the method its selected tasks were re-driven with, and why."""
     pages: int = 0
     tasks_seen: int = 0
     selected: int = 0
@@ -131,6 +137,7 @@ class SweepReport:
             "counts": dict(self.counts),
             "skipped": dict(self.skipped),
             "queue_outcomes": dict(self.queue_outcomes),
+            "methods": dict(self.methods),
             "pages": self.pages,
             "tasks_seen": self.tasks_seen,
             "selected": self.selected,
@@ -178,6 +185,7 @@ class Sweeper:
         self.on_progress = on_progress
         self._monotonic = monotonic
         self._evidence_cache: dict[tuple[str, str | None], FixEvidence] = {}
+        self._evidence_lock = threading.Lock()
 
     # -- public ----------------------------------------------------------------------------
 
@@ -197,6 +205,7 @@ class Sweeper:
         )
         self._report = report
         self._jobs: JobQueue | None = None
+        self._workers: ThreadPoolExecutor | None = None
         self._clean = True
         self._page_faults = 0
         try:
@@ -211,6 +220,8 @@ class Sweeper:
         finally:
             if self._jobs is not None:
                 self._jobs.close()
+            if self._workers is not None:
+                self._workers.shutdown(wait=True)
             report.duration_ms = (self._monotonic() - started) * 1000
             self.rt.log.emit(report.record())
         return report
@@ -275,6 +286,7 @@ class Sweeper:
         progress.queue = str(queue)
         try:
             pages = self._prefetched(queue) if self.settings.queued else self._pages(queue)
+            method: Method | None = None
             for page in pages:
                 number, token, tasks = page.number, page.token, page.tasks
                 report.pages += 1
@@ -293,6 +305,11 @@ class Sweeper:
                 progress.tasks_seen = report.tasks_seen
                 progress.selected = report.selected
                 self._notify()
+                if method is None:
+                    method = self._choose_method(queue, len(chosen), complete=not page.next_token)
+                if method is Method.RECREATE:
+                    self._recreate_page(chosen)
+                    continue
                 self._handle_page(queue, number=number, token=token, chosen=chosen)
                 self._checkpoint(queue, page)
         except errors.RedriveError as err:
@@ -354,6 +371,38 @@ class Sweeper:
 
     def _sweep_id(self) -> str:
         return f"{self._plan.signal.kind}:{self._plan.signal.message_id}"
+
+    def _choose_method(self, queue: QueueName, selected: int, *, complete: bool) -> Method:
+        """The method for this queue's selected tasks, decided once, on its first page."""
+        choice = choose_method(
+            Method(self.settings.method_for(queue, bulk=True)),
+            selected=selected,
+            complete=complete,
+            run_quota_per_min=self.settings.run_quota_per_min,
+            run_within_s=self.settings.auto_run_within_s,
+        )
+        if choice.method is Method.RECREATE and self.rt.claims is None:
+            # Settings refuse an explicit `recreate` without claims; `auto` falls back.
+            choice = MethodChoice(Method.RUN, f"{choice.why}, but re-create needs claims")
+        self._report.methods[str(queue)] = {"method": choice.method.value, "why": choice.why}
+        return choice.method
+
+    def _recreate_page(self, chosen: list[tuple[int, TaskState]]) -> None:
+        """Re-create a page's tasks, RECREATE_WORKERS at a time: re-creates spend no RunTask
+        quota (the target queue's own rate throttles the copies), so nothing waits for a slot.
+        A page is all or nothing, as in queued mode (the budget is checked before each page)."""
+        if not chosen:
+            return
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(RECREATE_WORKERS, thread_name_prefix="recreate")
+        failures = [self._failure(state) for _, state in chosen]
+        requests = [
+            self._request(f, s, pipeline.Act.RECREATE)
+            for f, (_, s) in zip(failures, chosen, strict=True)
+        ]
+        results = self._workers.map(lambda r: pipeline.process(r, self.rt), requests)
+        for failure, result in zip(failures, results, strict=True):
+            self._done(failure, result)
 
     def _handle_page(
         self,
@@ -466,11 +515,12 @@ class Sweeper:
         # Queue alert: the configured fix check, asked once per (queue, target host) per sweep:
         # the revision check's answer depends on nothing else.
         key = (str(state.name.queue_name), urlsplit(state.target_url or "").hostname)
-        # Only the sweeping thread decides, so the cache needs no lock.
-        cached = self._evidence_cache.get(key)
-        if cached is None:
-            cached = self._evidence_cache[key] = self.rt.fix_check.evidence(state.name, state)
-        return cached
+        # Re-creates decide in worker threads: one question per key, whoever asks first.
+        with self._evidence_lock:
+            cached = self._evidence_cache.get(key)
+            if cached is None:
+                cached = self._evidence_cache[key] = self.rt.fix_check.evidence(state.name, state)
+            return cached
 
     def _done(self, failure: Failure, result: Result) -> None:
         report = self._report

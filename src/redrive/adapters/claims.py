@@ -57,9 +57,20 @@ class Grant:
     marker: str
     owner: str
     fix: str
+    resumed: bool = False
+    """The rung was taken earlier and its act is half done (a re-create's copy exists): finish
+    it rather than start another."""
 
     def fields(self) -> dict[str, object]:
-        return {"rung": self.rung, "marker": self.marker, "owner": self.owner, "fix": self.fix}
+        fields: dict[str, object] = {
+            "rung": self.rung,
+            "marker": self.marker,
+            "owner": self.owner,
+            "fix": self.fix,
+        }
+        if self.resumed:
+            fields["resumed"] = True
+        return fields
 
 
 @dataclass(frozen=True)
@@ -100,9 +111,12 @@ class Claims:
         fix: str,
         owner: str,
         reread: Callable[[], TaskState | None],
+        resume: Callable[[int], bool] | None = None,
     ) -> Grant | Refusal:
         """Take the next free rung for `failure`, or say why not. `reread` reads the task again
-        (used before passing a rung whose attempt is old enough to judge)."""
+        (used before passing a rung whose attempt is old enough to judge). `resume(k)` says
+        whether rung k's act is half done and must be finished instead (a re-create whose copy
+        exists): then that rung is granted again, `resumed`."""
         refusal = self._fix_refusal(failure, fix)
         if refusal is not None:
             return refusal
@@ -151,6 +165,8 @@ class Claims:
                     holder=holder,
                     rung=rung,
                 )
+            if resume is not None and resume(rung):
+                return Grant(failure, rung, name, owner, fix, resumed=True)
             # Old enough to judge and the task has not moved: that attempt never dispatched.
         return Refusal(
             Outcome.FAILED,
@@ -192,9 +208,10 @@ class Claims:
                 high = middle
         return best
 
-    def end(self, grant: Grant, why: str) -> None:
+    def end(self, grant: Grant, why: str) -> bool:
         """Record that the granted attempt ended without dispatching, so the next rung is free at
-        once. Best effort: without the marker the rung frees itself when its window passes."""
+        once; True when recorded. Best effort: without the marker the rung frees itself when its
+        window passes (for a re-create: its copy is then looked at)."""
         marker = Marker(
             Kind.END,
             grant.failure.task,
@@ -205,8 +222,11 @@ class Claims:
             grant.rung,
             why[:300],
         )
-        with contextlib.suppress(errors.RedriveError):
+        try:
             self._create(end_name(self.queue, grant.failure, grant.rung), marker)
+        except errors.RedriveError:
+            return False
+        return True
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -17,7 +17,10 @@ Retry rules:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 from redrive.adapters.translate import translate
@@ -25,9 +28,37 @@ from redrive.core import errors
 from redrive.core.decide import RunResult
 from redrive.core.jobs import JobTask
 from redrive.core.names import QueueName, TaskName
+from redrive.core.recreate import OUTPUT_ONLY
 from redrive.core.state import TaskState
 
 T = TypeVar("T")
+
+
+EXISTED_RECENTLY = "existed recently"
+"""Cloud Tasks' NOT_FOUND text for a name used within its de-duplication window (about an hour):
+"The task no longer exists, though a task with this name existed recently. ..." """
+
+
+class Seen(StrEnum):
+    """What GetTask tells of a name."""
+
+    LIVE = "live"
+    RECENT = "recent"
+    """Gone, but a task of this name existed recently (it completed or was deleted)."""
+    NEVER = "never"
+    """No task of this name, now or recently (or long ago)."""
+
+
+class Deleted(StrEnum):
+    """What DeleteTask found."""
+
+    YES = "yes"
+    """Deleted by this call."""
+    WAS_GONE = "was_gone"
+    """Not found on the first try: the task was gone before (it ran, or someone deleted it)."""
+    PROBABLY = "probably"
+    """Not found after a transient failure: that failed call most likely deleted it."""
+
 
 VIEWS = {"BASIC": 1, "FULL": 2}
 LIST_VIEW_BASIC = 1
@@ -44,6 +75,8 @@ class TasksClient(Protocol):
     def create_task(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
 
     def list_tasks(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+    def delete_task(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
 
 
 RETRY_INITIAL_S = 0.1
@@ -205,3 +238,76 @@ class CloudTasks:
             return list(page.tasks), str(page.next_page_token or "")
         except Exception as err:
             raise translate(err) from None
+
+    # -- re-create ---------------------------------------------------------------------------
+
+    def read_original(self, task: TaskName) -> Any | None:
+        """The task as stored, FULL view, as the client returns it (raw protobuf): everything a
+        copy needs to send the same request. None when NOT_FOUND. Never logged."""
+        got = self._get(str(task), VIEWS["FULL"])
+        if got is None:
+            return None
+        return type(got).pb(got) if hasattr(type(got), "pb") else got
+
+    def create_copy(self, original: Any, name: TaskName, schedule_time: datetime) -> bool:
+        """Create `name` as a copy of `original` (a raw Task) due at `schedule_time`. True when
+        created, False when the name is taken (a redelivery meets its own copy)."""
+        copy = type(original)()
+        copy.CopyFrom(original)
+        for field in OUTPUT_ONLY:
+            copy.ClearField(field)
+        copy.name = str(name)
+        copy.schedule_time.FromDatetime(schedule_time)
+        request = {"parent": str(name.queue_name), "task": copy, "response_view": 1}
+        try:
+            self._retried(
+                lambda: self.client.create_task(
+                    request=request, retry=None, timeout=self.call_timeout_s
+                )
+            )
+        except errors.AlreadyExistsError:
+            return False
+        return True
+
+    def delete(self, task: TaskName, *, deadline_s: float | None = None) -> Deleted:
+        """DeleteTask, telling apart a task that was gone already from one a lost answer deleted.
+
+        Retried on transient codes within the deadline. NOT_FOUND on the first call means the task
+        was gone before (it ran, or somebody deleted it); NOT_FOUND after a transient failure most
+        likely means the failed call did delete it, so the answer is `Deleted.PROBABLY`.
+        """
+        from google.api_core import exceptions as gexc
+
+        request = {"name": str(task)}
+        budget_s = self.retry_deadline_s if deadline_s is None else deadline_s
+        deadline = time.monotonic() + budget_s
+        delay_s = self.backoff_initial_s
+        faulted = False
+        while True:
+            try:
+                self.client.delete_task(request=request, retry=None, timeout=self.call_timeout_s)
+                return Deleted.YES
+            except gexc.NotFound:
+                return Deleted.PROBABLY if faulted else Deleted.WAS_GONE
+            except Exception as err:
+                translated = translate(err)
+                if not isinstance(translated, errors.TransientError):
+                    raise translated from None
+                if time.monotonic() + delay_s > deadline:
+                    raise translated from None
+                faulted = True
+                time.sleep(delay_s)
+                delay_s = min(delay_s * RETRY_MULTIPLIER, RETRY_MAXIMUM_S)
+
+    def seen(self, name: str) -> Seen:
+        """Whether a task of this name exists, existed recently, or not (BASIC view)."""
+        request = {"name": name, "response_view": VIEWS["BASIC"]}
+        try:
+            self._retried(
+                lambda: self.client.get_task(
+                    request=request, retry=None, timeout=self.call_timeout_s
+                )
+            )
+        except errors.NotFoundError as err:
+            return Seen.RECENT if EXISTED_RECENTLY in str(err) else Seen.NEVER
+        return Seen.LIVE

@@ -117,6 +117,46 @@ ENV_VARS: dict[str, EnvVar] = {
             "keep it below the function timeout.",
         ),
         EnvVar(
+            "REDRIVE_METHOD",
+            "auto",
+            "How a bulk re-drive (a sweep) acts on each task: `run` (RunTask: the task keeps its "
+            "name and counters, about 60 a minute), `recreate` (a copy due now, the original "
+            "deleted: at the queue's own rate) or `auto` (RunTask while the work fits the RunTask "
+            "quota within REDRIVE_AUTO_RUN_WITHIN_S, else re-create). Single failure signals use "
+            "RunTask unless their queue's method is `recreate`.",
+        ),
+        EnvVar(
+            "REDRIVE_QUEUE_METHODS",
+            None,
+            'JSON object of per-queue methods overriding REDRIVE_METHOD, e.g. {"projects/p/'
+            'locations/l/queues/billing": "run"} for a target that de-duplicates on the task '
+            "name.",
+        ),
+        EnvVar(
+            "REDRIVE_RECREATE_MARGIN_S",
+            "300",
+            "Re-create only a task whose own next attempt is at least this far away, so that "
+            "Cloud Tasks cannot dispatch the original while its copy is made.",
+        ),
+        EnvVar(
+            "REDRIVE_RECREATE_DELAY_S",
+            "5",
+            "A copy is due this long after it is created: time to delete the original (and, if "
+            "the original is gone meanwhile, to withdraw the copy) before it runs.",
+        ),
+        EnvVar(
+            "REDRIVE_AUTO_RUN_WITHIN_S",
+            "300",
+            "With REDRIVE_METHOD=auto, RunTask is used while every selected task of a queue fits "
+            "the RunTask quota within this time.",
+        ),
+        EnvVar(
+            "REDRIVE_RUN_QUOTA_PER_MIN",
+            "60",
+            "The project's RunTask quota per minute, as REDRIVE_METHOD=auto and the plan's "
+            "estimate count it.",
+        ),
+        EnvVar(
             "REDRIVE_RETRY_DUE_MARGIN_S",
             "60",
             "A task whose own next attempt is due within this many seconds (or overdue: its queue "
@@ -170,6 +210,7 @@ ENV_VARS: dict[str, EnvVar] = {
 }
 
 FIX_CHECKS = ("revision", "static", "none")
+METHODS = ("run", "recreate", "auto")
 TASKS_APIS = ("v2beta3", "v2")
 RESPONSE_VIEWS = ("BASIC", "FULL")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
@@ -236,6 +277,12 @@ class Settings:
     clock_skew_s: float = 30.0
     rpc_timeout_s: float = 20.0
     permission_grace_s: float = 0.0
+    method: str = "auto"
+    queue_methods: Mapping[str, str] = field(default_factory=dict)
+    recreate_margin_s: float = 300.0
+    recreate_delay_s: float = 5.0
+    auto_run_within_s: float = 300.0
+    run_quota_per_min: float = 60.0
     max_payload_bytes: int = 1048576
     tasks_emulator_host: str | None = None
     run_emulator_host: str | None = None
@@ -264,6 +311,19 @@ class Settings:
             raise ConfigError(f"REDRIVE_JOB_URL must be an http(s) URL, got {self.job_url!r}")
         for var, value, low, high, low_open in _numeric_settings(self):
             _in_range(var, value, low, high, low_open=low_open)
+        if self.method not in METHODS:
+            raise ConfigError(f"REDRIVE_METHOD must be one of {METHODS}, got {self.method!r}")
+        for name, method in self.queue_methods.items():
+            if method not in METHODS:
+                raise ConfigError(
+                    f"REDRIVE_QUEUE_METHODS[{name!r}] must be one of {METHODS}, got {method!r}"
+                )
+        recreating = self.method == "recreate" or "recreate" in self.queue_methods.values()
+        if recreating and self.claims_queue is None:
+            raise ConfigError(
+                "re-create (REDRIVE_METHOD or REDRIVE_QUEUE_METHODS) needs REDRIVE_CLAIMS_QUEUE: "
+                "without claims two instances could both copy and delete a task"
+            )
         if self.job_deadline_s is not None and not 15 <= self.job_deadline_s <= 1800:
             raise ConfigError(
                 "REDRIVE_JOB_DEADLINE_S must be whole seconds from 15 to 1800 (Cloud Tasks' "
@@ -301,6 +361,14 @@ class Settings:
                     f"REDRIVE_ALLOWED_QUEUES lists {var} ({queue}): redrive never re-drives its "
                     "own queues; list only the queues of your application"
                 )
+
+    def method_for(self, queue: QueueName, *, bulk: bool) -> str:
+        """The method for a queue: its override, else REDRIVE_METHOD for a bulk re-drive; a
+        single failure uses RunTask unless its queue's method is `recreate`."""
+        override = self.queue_methods.get(str(queue))
+        if not bulk:
+            return "recreate" if override == "recreate" else "run"
+        return override or self.method
 
     @property
     def own_queues(self) -> frozenset[QueueName]:
@@ -381,6 +449,18 @@ class Settings:
             "rpc_timeout_s": _float(get("REDRIVE_RPC_TIMEOUT_S"), "REDRIVE_RPC_TIMEOUT_S"),
             "permission_grace_s": _float(
                 get("REDRIVE_PERMISSION_GRACE_S"), "REDRIVE_PERMISSION_GRACE_S"
+            ),
+            "method": (get("REDRIVE_METHOD") or "").lower(),
+            "queue_methods": parse_queue_methods(get("REDRIVE_QUEUE_METHODS")),
+            "recreate_margin_s": _float(
+                get("REDRIVE_RECREATE_MARGIN_S"), "REDRIVE_RECREATE_MARGIN_S"
+            ),
+            "recreate_delay_s": _float(get("REDRIVE_RECREATE_DELAY_S"), "REDRIVE_RECREATE_DELAY_S"),
+            "auto_run_within_s": _float(
+                get("REDRIVE_AUTO_RUN_WITHIN_S"), "REDRIVE_AUTO_RUN_WITHIN_S"
+            ),
+            "run_quota_per_min": _float(
+                get("REDRIVE_RUN_QUOTA_PER_MIN"), "REDRIVE_RUN_QUOTA_PER_MIN"
             ),
             "max_payload_bytes": _int(
                 get("REDRIVE_MAX_PAYLOAD_BYTES"), "REDRIVE_MAX_PAYLOAD_BYTES"
@@ -467,6 +547,27 @@ def parse_service_map(raw: str | None) -> dict[str, tuple[QueueName, ...]]:
     return result
 
 
+def parse_queue_methods(raw: str | None) -> dict[str, str]:
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"REDRIVE_QUEUE_METHODS is not JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("REDRIVE_QUEUE_METHODS must be a JSON object {queue: method}")
+    result: dict[str, str] = {}
+    for queue, method in data.items():
+        try:
+            name = str(QueueName.parse(queue))
+        except InvalidName as err:
+            raise ConfigError(f"REDRIVE_QUEUE_METHODS: {err}") from None
+        if not isinstance(method, str):
+            raise ConfigError(f"REDRIVE_QUEUE_METHODS[{queue!r}] must be a string")
+        result[name] = method.lower()
+    return result
+
+
 def _queue(raw: str | None, var: str) -> QueueName | None:
     if raw is None:
         return None
@@ -532,6 +633,11 @@ def _numeric_settings(s: Settings) -> list[tuple[str, float, float, float, bool]
         ("REDRIVE_CLOCK_SKEW_S", s.clock_skew_s, 0.0, 3600.0, False),
         ("REDRIVE_RPC_TIMEOUT_S", s.rpc_timeout_s, 0.1, 300.0, False),
         ("REDRIVE_PERMISSION_GRACE_S", s.permission_grace_s, 0.0, 3600.0, False),
+        # Cloud Tasks schedules at most 30 days ahead: a copy and the margin fit well within it.
+        ("REDRIVE_RECREATE_MARGIN_S", s.recreate_margin_s, 0.0, 86400.0, False),
+        ("REDRIVE_RECREATE_DELAY_S", s.recreate_delay_s, 0.0, 3600.0, False),
+        ("REDRIVE_AUTO_RUN_WITHIN_S", s.auto_run_within_s, 0.0, 86400.0, False),
+        ("REDRIVE_RUN_QUOTA_PER_MIN", s.run_quota_per_min, 0.0, 1_000_000.0, True),
     ]
 
 

@@ -121,14 +121,20 @@ class FixEvidence:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What RunTask did."""
+    """What the act did: RunTask, or a re-create (a copy due soon, the original deleted)."""
 
     dispatched: bool
     state: TaskState | None = None
-    """The task as RunTask (or the confirming GetTask) returned it."""
+    """The task as RunTask (or the confirming GetTask) returned it; for a re-create, the
+    original as it was read before the copy was made."""
     confirmed_by: str = "RunTask"
     """"RunTask", or "GetTask" when a timed-out RunTask was confirmed by a higher dispatch count."""
     attempts: int = 1
+    method: str = "run"
+    """"run" (RunTask) or "recreate"."""
+    copy: TaskName | None = None
+    """A re-create's copy: the task that now carries the work."""
+    copy_due: datetime | None = None
 
 
 @dataclass(frozen=True)

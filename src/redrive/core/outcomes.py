@@ -13,6 +13,9 @@ class Outcome(StrEnum):
 
     DISPATCHED = "DISPATCHED"
     """RunTask was called and Cloud Tasks dispatched the task."""
+    RECREATED = "RECREATED"
+    """The failed task was re-created as a new task due now and the original deleted (the
+    target sees a new task name and fresh retry counters)."""
     DRY_RUN = "DRY_RUN"
     """Every guard passed; RunTask was not called because dry run is on."""
     QUEUED = "QUEUED"

@@ -109,6 +109,10 @@ def build_record(
                 "attempts": run.attempts,
                 "dispatch_count_after": run.state.dispatch_count if run.state else None,
                 "dispatch_time": iso(run.state.last_dispatch_time) if run.state else None,
+                "method": run.method,
+                "copy": str(run.copy) if run.copy else None,
+                "copy_due": iso(run.copy_due),
+                "original": str(task) if run.copy and task else None,
             }
             if run is not None
             else None
@@ -165,7 +169,7 @@ def message_outcome(outcomes: list[Outcome]) -> Outcome:
             return worst
     if len(set(outcomes)) == 1:
         return outcomes[0]
-    for best in (Outcome.DISPATCHED, Outcome.QUEUED, Outcome.DRY_RUN):
+    for best in (Outcome.DISPATCHED, Outcome.RECREATED, Outcome.QUEUED, Outcome.DRY_RUN):
         if best in outcomes:
             return best
     return outcomes[0]

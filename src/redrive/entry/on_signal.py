@@ -87,7 +87,11 @@ def handle_signal(cloud_event: Any, rt: Runtime | None = None) -> None:
             failure = Failure(
                 signal.task, signal.seen_at, sref, signal.dispatch_count, signal.status
             )
-            request = pipeline.Request(failure, act, throttle=act is pipeline.Act.RUN, owner=owner)
+            method = rt.settings.method_for(signal.task.queue_name, bulk=False)
+            chosen = pipeline.Act.RECREATE if method == "recreate" else act
+            request = pipeline.Request(
+                failure, chosen, throttle=chosen is pipeline.Act.RUN, owner=owner
+            )
             log(pipeline.process(request, rt), failure, sref)
     failed = _summary(rt, outcomes, kind, ref, started)
     if failed:
