@@ -18,6 +18,9 @@ locals {
     REDRIVE_CLOCK_SKEW_S       = tostring(var.settings.clock_skew_s)
     REDRIVE_RPC_TIMEOUT_S      = tostring(var.settings.rpc_timeout_s)
     REDRIVE_PERMISSION_GRACE_S = tostring(var.settings.permission_grace_s)
+    # Without re-create's grants every re-drive uses RunTask.
+    REDRIVE_METHOD        = var.recreate.enabled ? var.recreate.method : "run"
+    REDRIVE_QUEUE_METHODS = var.recreate.enabled && length(var.recreate.queue_methods) > 0 ? jsonencode(var.recreate.queue_methods) : null
     # functions-framework's own switch: adds the execution id to every structured log line.
     LOG_EXECUTION_ID = "true"
   }

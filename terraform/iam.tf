@@ -28,7 +28,21 @@ locals {
   # "cloudtasks.tasks.create", "cloudtasks.tasks.delete"); one that needs a queue of its own adds
   # it to local.feature_queues in queue.tf with its permissions there. Both are granted per queue,
   # through custom roles, and tests/test_terraform.py ties them to the calls in the source.
-  feature_target_permissions = []
+  #
+  # Re-create (var.recreate): the copy is created in the original's queue, the original is read
+  # with its body (FULL view) and deleted.
+  feature_target_permissions = var.recreate.enabled ? [
+    "cloudtasks.tasks.create", "cloudtasks.tasks.delete", "cloudtasks.tasks.fullView",
+  ] : []
+}
+
+# Re-create copies a task's OIDC/OAuth token settings: creating a task that carries a token of
+# a service account needs actAs on that account (each one the target queues' tasks use).
+resource "google_service_account_iam_member" "runtime_acts_as_task_accounts" {
+  for_each           = var.recreate.enabled ? toset(var.recreate.task_service_accounts) : toset([])
+  service_account_id = "projects/-/serviceAccounts/${each.key}" # "-": the account's own project
+  role               = "roles/iam.serviceAccountUser"
+  member             = local.runtime_member
 }
 
 # No predefined role is as narrow as get + list + run (taskRunner lacks get/list and adds
@@ -215,6 +229,7 @@ resource "time_sleep" "grants" {
     google_cloud_tasks_queue_iam_member.job_enqueuer,
     google_cloud_tasks_queue_iam_member.feature_queue,
     google_service_account_iam_member.runtime_acts_as_invoker,
+    google_service_account_iam_member.runtime_acts_as_task_accounts,
     google_service_account_iam_member.pubsub_token_creator,
     google_project_iam_member.run_viewer,
     google_project_iam_member.build_log_writer,

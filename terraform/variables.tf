@@ -608,6 +608,33 @@ variable "dashboard" {
   nullable    = false
 }
 
+variable "recreate" {
+  type = object({
+    enabled               = optional(bool, false)
+    method                = optional(string, "auto")
+    queue_methods         = optional(map(string), {})
+    task_service_accounts = optional(list(string), [])
+  })
+  description = "Re-create re-drives (beyond the RunTask quota a bulk re-drive re-creates each failed task as a new task due now and deletes the original): whether they are enabled (off: every re-drive uses RunTask, and none of the grants below exist), the method of bulk re-drives (auto: RunTask while the work fits the quota, else re-create; or run, or recreate), per-queue methods by full queue name (run for a target that de-duplicates on the task name), and the service accounts whose OIDC/OAuth tokens the target queues' tasks carry (the runtime gets actAs on each, which creating a copy with that token needs; emails known at plan time, built from account ids rather than read from a resource's computed email)."
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = contains(["auto", "run", "recreate"], var.recreate.method) && alltrue([for m in values(var.recreate.queue_methods) : contains(["auto", "run", "recreate"], m)])
+    error_message = "The recreate.method and every recreate.queue_methods value must be auto, run or recreate."
+  }
+
+  validation {
+    condition     = alltrue([for q in keys(var.recreate.queue_methods) : can(regex("^projects/[^/]+/locations/[^/]+/queues/[^/]+$", q))])
+    error_message = "The recreate.queue_methods keys must be full queue names projects/P/locations/L/queues/Q."
+  }
+
+  validation {
+    condition     = alltrue([for a in var.recreate.task_service_accounts : can(regex("^[^@]+@[^@]+$", a))])
+    error_message = "The recreate.task_service_accounts must be service account emails."
+  }
+}
+
 variable "features" {
   type = object({
     halted_redrives = optional(object({

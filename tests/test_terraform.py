@@ -345,7 +345,15 @@ def test_granted_permissions_are_exactly_those_of_the_calls_in_the_source(module
     run_perms = set(permissions_of(module, roles["run_viewer"]["permissions"]))
     feature_perms = set(permissions_of(module, module.locals["feature_queues"]))
 
-    want_target = {CALL_PERMISSION[c] for c in calls if c in TARGET_QUEUE_CALLS}
+    # Re-create's calls on the target queues (a copy created there, the original read with its
+    # body and deleted) are granted only when var.recreate enables them.
+    recreate = {"cloudtasks.tasks.create", "cloudtasks.tasks.delete", "cloudtasks.tasks.fullView"}
+    gated = str(module.locals["feature_target_permissions"])
+    assert "var.recreate.enabled" in gated, gated
+    assert set(quoted_permissions(module.locals["feature_target_permissions"])) == recreate
+    assert "delete_task" in calls and "create_copy" in (ROOT / "src/redrive/pipeline.py").read_text()
+    runner_perms -= recreate
+    want_target = {CALL_PERMISSION[c] for c in calls if c in TARGET_QUEUE_CALLS} - recreate
     want_redrive = {CALL_PERMISSION[c] for c in calls if c in REDRIVE_QUEUE_CALLS}
     package = ROOT / "src" / "redrive"
     full_reads = {

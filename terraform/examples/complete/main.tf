@@ -131,6 +131,15 @@ module "redrive" {
     dry_run   = var.dry_run
   }
 
+  # Bulk re-drives beyond the RunTask quota re-create the failed tasks; billing's tasks carry an
+  # OIDC token of billing_tasks, which a copy needs actAs on. The email is built from known
+  # arguments (the resource's email attribute is known only after apply, and for_each keys
+  # must be known at plan time).
+  recreate = {
+    enabled               = true
+    task_service_accounts = ["${google_service_account.billing_tasks.account_id}@${var.project_id}.iam.gserviceaccount.com"]
+  }
+
   attempt_failure_alert = { enabled = true }
   attempt_failure_sink  = { enabled = true }
   deploy_subscription   = { enabled = true, topic = "cloud-builds" }
