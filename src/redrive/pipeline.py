@@ -305,16 +305,23 @@ def _recreate(pending: Pending, rt: Runtime) -> Result:
         if too_soon is not None:
             return Result(Outcome.SKIPPED_RETRY_DUE, too_soon, state=state, fix=evidence)
         count = state.dispatch_count
+        key = FailureKey(failure.task, count)
+
+        def half_done(rung: int, ended: bool) -> bool:
+            """A rung whose copy is there, or existed recently without the rung being ended (the
+            copy ran), must be finished: the original deleted, not copied again. An ended rung's
+            copy was withdrawn, unless it is still there or was recorded as staying."""
+            seen = rt.tasks.seen(str(copy_name(failure.task, count, rung)))
+            if ended:
+                return seen is Seen.LIVE or claims.copy_stayed(key, rung)
+            return seen is not Seen.NEVER
+
         claimed = claims.claim(
-            FailureKey(failure.task, count),
+            key,
             fix=fix_identity(evidence),
             owner=request.owner,
             reread=lambda: rt.tasks.get(failure.task),
-            # A rung whose copy exists, or existed recently without the rung being ended (the
-            # copy ran), is half done: the original must be deleted, not copied again.
-            resume=lambda rung: (
-                rt.tasks.seen(str(copy_name(failure.task, count, rung))) is not Seen.NEVER
-            ),
+            resume=half_done,
         )
     except errors.RedriveError as err:
         return Result.of(rt.for_error(err), state=state, fix=evidence)
@@ -336,7 +343,10 @@ def _recreate(pending: Pending, rt: Runtime) -> Result:
             return False
         if not claims.end(claimed, f"copy {copy.task} withdrawn: {why}") and not original_gone:
             return False
-        return _withdraw(copy, rt)
+        if _withdraw(copy, rt):
+            return True
+        claims.copy_stays(claimed, f"the withdrawal of copy {copy.task} failed")
+        return False
 
     if not claimed.resumed:
         try:

@@ -16,6 +16,8 @@ production; `#n` is the method's n-th call of the delivery, targeted with the em
 | deploy sweep, direct  | ListTasks, GetTask#0 (fresh read), the claim (GetTask#1, CreateTask#0/#1)|
 |                       | RunTask                                                                  |
 | deploy sweep, queued  | GetTask#0 (the sweep's checkpoint, best effort), ListTasks, CreateTask#0 |
+| deploy sweep,         | ListTasks, GetTask#0 (the original, FULL view), the claim (GetTask#1,    |
+|   re-create           | CreateTask#0/#1), CreateTask#2 (the copy), DeleteTask#0 (the original)   |
 
 (ListServices is exercised through direct mode only: the same adapter serves every entry point,
 and its host cache means each case needs a fresh instance, which is a server start.)
@@ -32,6 +34,9 @@ What is "right", per code (translate and decide.for_error, asserted exactly belo
   handle_signal answers 500, run_job 429 for quota and 503 otherwise.
 - A best-effort call (the queued sweep's checkpoint read) never fails the work: the sweep starts
   from the first page instead.
+- Re-create: a copy is withdrawn when the original cannot be deleted (before the copy is due);
+  when neither can be done the copy stays (FAILED, whatever the code) and the redelivery finishes
+  the re-create. The work then runs exactly once: the copy's request reaches the target once.
 
 Every case then delivers the same work again with the faults cleared, as often as the answers ask
 for it (what Pub/Sub or the redrive queue does after a non-2xx; DEFERRED while a claimed attempt's
@@ -54,6 +59,7 @@ import pytest
 
 from redrive.core.jobs import job_name
 from redrive.core.names import QueueName, TaskName
+from redrive_tools.devserver import wait_for
 from tests.integration.helpers import (
     PARENT,
     FunctionServer,
@@ -76,6 +82,7 @@ ONCE, ALWAYS = 1, -1
 SERVICE = f"{PARENT}/services/fm"
 SWEEP_SERVICE_ID = "fm-sweep"
 SWEEP_Q_SERVICE_ID = "fm-sweep-q"
+SWEEP_RC_SERVICE_ID = "fm-sweep-rc"
 URL_SERVICE = f"{PARENT}/services/fm-by-url"
 RETRY_DEADLINE_S = "0.5"
 """Small, so a persistent fault reaches FAILED quickly; large enough for three attempts."""
@@ -131,6 +138,15 @@ CALLS = {
     ],
     # A deploy signal in direct mode: the sweep lists the queue, reads each task again, claims.
     "sweep": [Call("ListTasks"), Call("GetTask", 0, "GetTask"), *CLAIM, Call("RunTask")],
+    # A re-create sweep (the queue's method is recreate): the FULL read, the claim, the copy,
+    # the original's deletion.
+    "sweep_recreate": [
+        Call("ListTasks"),
+        Call("GetTask", 0, "original-read"),
+        *CLAIM,
+        Call("CreateTask", 2, "copy"),
+        Call("DeleteTask", 0, "original-delete"),
+    ],
     # The same in queued mode: the checkpoint probe, ListTasks, one CreateTask per task.
     "sweep_queued": [
         Call("GetTask", 0, "checkpoint-read", best_effort=True),
@@ -144,6 +160,7 @@ SUCCESS = {
     "run_job": "DISPATCHED",
     "sweep": "DISPATCHED",
     "sweep_queued": "QUEUED",
+    "sweep_recreate": "RECREATED",
 }
 
 
@@ -157,6 +174,9 @@ def expected(entry: str, call: Call, code: grpc.StatusCode, times: int) -> Expec
     """The rule of the module docstring, as a function of the case."""
     if call.best_effort:
         return Expected(SUCCESS[entry], 200)
+    if entry == "sweep_recreate" and call.method == "DeleteTask" and times == ALWAYS:
+        # Neither the original deleted nor the copy withdrawn: the copy stays, delivered again.
+        return Expected("FAILED", 500)
     if code is grpc.StatusCode.PERMISSION_DENIED:
         return Expected("PERMISSION_DENIED", 200)
     if times == ONCE and call.method != "RunTask":
@@ -190,6 +210,7 @@ def queues(stack: Stack) -> dict[str, str]:
         "fmurl": stack.queue("fmurl"),
         "fmsweep": stack.queue("fmsweep"),
         "fmsweepq": stack.queue("fmsweepq"),
+        "fmsweeprc": stack.queue("fmsweeprc"),
         # Paused: queued-mode jobs stay put; run_job is driven by posting a job it holds.
         "redrive": stack.queue(REDRIVE_QUEUE_ID, paused=True),
     }
@@ -199,15 +220,20 @@ def base_env(stack: Stack, queues: dict[str, str]) -> dict[str, str]:
     return {
         **stack.emu.env(),
         "REDRIVE_ALLOWED_QUEUES": ",".join(
-            queues[q] for q in ("fm", "fmurl", "fmsweep", "fmsweepq")
+            queues[q] for q in ("fm", "fmurl", "fmsweep", "fmsweepq", "fmsweeprc")
         ),
         "REDRIVE_SERVICE_MAP": json.dumps(
             {
                 SERVICE: [queues["fm"]],
                 f"{PARENT}/services/{SWEEP_SERVICE_ID}": [queues["fmsweep"]],
                 f"{PARENT}/services/{SWEEP_Q_SERVICE_ID}": [queues["fmsweepq"]],
+                f"{PARENT}/services/{SWEEP_RC_SERVICE_ID}": [queues["fmsweeprc"]],
             }
         ),
+        "REDRIVE_QUEUE_METHODS": json.dumps({queues["fmsweeprc"]: "recreate"}),
+        # Copies are due 3 s after they are made: time to retry a failed DeleteTask, then to
+        # withdraw the copy.
+        "REDRIVE_RECREATE_DELAY_S": "3",
         "REDRIVE_RETRY_DEADLINE_S": RETRY_DEADLINE_S,
         "REDRIVE_RPC_TIMEOUT_S": RPC_TIMEOUT_S,
         "REDRIVE_DIRECT_RATE_PER_S": "100",
@@ -291,7 +317,11 @@ class Delivery:
         else:
             payload = dead_letter(self.task)
             if self.entry.startswith("sweep"):
-                service = SWEEP_SERVICE_ID if self.entry == "sweep" else SWEEP_Q_SERVICE_ID
+                service = {
+                    "sweep": SWEEP_SERVICE_ID,
+                    "sweep_queued": SWEEP_Q_SERVICE_ID,
+                    "sweep_recreate": SWEEP_RC_SERVICE_ID,
+                }[self.entry]
                 deployed = {"service": service, "at": self.published}
                 payload = json.dumps({"deployed": deployed}).encode()
             status = post_signal(self.server, payload, self.message_id, self.published).status_code
@@ -312,9 +342,8 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
     entry, call, code, times = case.entry, case.call, case.code, case.times
     n = next(_ids)
     by_url = call.method == "run.ListServices"
-    queue = queues[
-        "fmurl" if by_url else {"sweep": "fmsweep", "sweep_queued": "fmsweepq"}.get(entry, "fm")
-    ]
+    sweeps = {"sweep": "fmsweep", "sweep_queued": "fmsweepq", "sweep_recreate": "fmsweeprc"}
+    queue = queues["fmurl" if by_url else sweeps.get(entry, "fm")]
     path = f"/fm/{entry}/{n}"
     task = stack.failed_task(queue, f"fm-{entry}-{n}", path)
     if by_url:
@@ -354,8 +383,8 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
     assert set(waits) <= {"DEFERRED"}, answers  # only "not yet" before the work settles
     sweep = entry.startswith("sweep")
     done = want.outcome == SUCCESS[entry]
-    if sweep and done and entry == "sweep":
-        assert final == [], final  # the task is done: the sweep selects nothing
+    if sweep and done and entry in ("sweep", "sweep_recreate"):
+        assert final == [], final  # the task is done (or deleted, its copy waiting): nothing
     elif sweep and done:
         assert [x["outcome"] for x in final] == ["SKIPPED_DUPLICATE"], final  # its job waits
     elif sweep:
@@ -374,6 +403,14 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
         assert ok_runs(stack, task) == 0  # the job waits in the (paused) redrive queue
         if entry == "sweep_queued":
             stack.client.delete_task(name=task)  # the next case's sweep lists only its own task
+    elif entry == "sweep_recreate":
+        copies = {x["run"]["copy"] for x in server.outcomes(task=task) if x.get("run")}
+        (copy,) = copies
+        assert stack.gone(task) and ok_runs(stack, task) == 0  # re-created, never RunTask
+        wait_for(lambda: stack.gone(copy), "the copy to run and complete")
+        hits = [r for r in stack.target.requests if r[0].split("?")[0] == path]
+        said = [(x["outcome"], x["reason"][:160]) for x in server.outcomes(task=task)]
+        assert len(hits) == 2, (hits, said)  # the failed first attempt, then the copy: once
     else:
         assert ok_runs(stack, task) == 1
 
@@ -386,7 +423,9 @@ def test_fault(stack, queues, servers, tmp_path, case):
         with function_server("handle_signal", "cloudevent", env, tmp_path / "fn.log") as fresh:
             run_case(stack, queues, fresh, case)
         return
-    server = {"sweep": "direct", "sweep_queued": "queued"}.get(case.entry, case.entry)
+    server = {"sweep": "direct", "sweep_recreate": "direct", "sweep_queued": "queued"}.get(
+        case.entry, case.entry
+    )
     run_case(stack, queues, servers[server], case)
 
 

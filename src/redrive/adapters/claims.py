@@ -37,6 +37,7 @@ from redrive.core.claims import (
     fix_name,
     judge_rung,
     rung_name,
+    stays_name,
 )
 from redrive.core.jobs import JobTask
 from redrive.core.names import QueueName
@@ -111,12 +112,13 @@ class Claims:
         fix: str,
         owner: str,
         reread: Callable[[], TaskState | None],
-        resume: Callable[[int], bool] | None = None,
+        resume: Callable[[int, bool], bool] | None = None,
     ) -> Grant | Refusal:
         """Take the next free rung for `failure`, or say why not. `reread` reads the task again
-        (used before passing a rung whose attempt is old enough to judge). `resume(k)` says
-        whether rung k's act is half done and must be finished instead (a re-create whose copy
-        exists): then that rung is granted again, `resumed`."""
+        (used before passing a rung whose attempt is old enough to judge). `resume(k, ended)`
+        says whether rung k's act is half done and must be finished instead (a re-create whose
+        copy is there, or ran), `ended` telling whether the rung was ended: then that rung is
+        granted again, `resumed`."""
         refusal = self._fix_refusal(failure, fix)
         if refusal is not None:
             return refusal
@@ -130,6 +132,8 @@ class Claims:
                 return self._mark_fix(grant)
             step, holder = self._judge(failure, rung, name, owner)
             if step is Step.NEXT:
+                if resume is not None and resume(rung, True):
+                    return Grant(failure, rung, name, owner, fix, resumed=True)
                 continue
             if step is Step.WAIT:
                 until = self._clock() + timedelta(seconds=self.window_s)
@@ -165,7 +169,7 @@ class Claims:
                     holder=holder,
                     rung=rung,
                 )
-            if resume is not None and resume(rung):
+            if resume is not None and resume(rung, False):
                 return Grant(failure, rung, name, owner, fix, resumed=True)
             # Old enough to judge and the task has not moved: that attempt never dispatched.
         return Refusal(
@@ -173,6 +177,26 @@ class Claims:
             f"all {MAX_RUNGS} forced-run attempts of this failure are used up without a dispatch",
             503,
         )
+
+    def copy_stays(self, grant: Grant, why: str) -> None:
+        """Record that the granted re-create's copy could not be withdrawn after its rung was
+        ended (best effort): the next delivery then finishes the re-create."""
+        marker = Marker(
+            Kind.STAYS,
+            grant.failure.task,
+            grant.failure.dispatch_count,
+            grant.owner,
+            grant.fix,
+            self._clock(),
+            grant.rung,
+            why[:300],
+        )
+        with contextlib.suppress(errors.RedriveError):
+            self._create(stays_name(self.queue, grant.failure, grant.rung), marker)
+
+    def copy_stayed(self, failure: FailureKey, rung: int) -> bool:
+        """True when rung's copy was recorded as staying (see `copy_stays`)."""
+        return self.tasks.get_full(stays_name(self.queue, failure, rung)) is not None
 
     def checkpoint(self, mark: Checkpoint) -> None:
         """Record a queued sweep's progress in one queue (best effort: without it a redelivery

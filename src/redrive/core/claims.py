@@ -8,8 +8,11 @@ they are markers, written once, read with the FULL view (their body says who wro
 - **rung** `(failure, k)`: "delivery X makes forced-run attempt k for this failure" (a failure is
   the task and its failed attempt's dispatch count). Holding rung k is the right to call RunTask
   once. Rung 1 is the claim; later rungs exist because an attempt can end without a dispatch.
-- **end** `(failure, k)`: "attempt k ended without dispatching" (the quota, a refusal): rung k+1
-  may be taken at once, by the same delivery when it comes back or by another.
+- **end** `(failure, k)`: "attempt k ended without dispatching" (the quota, a refusal; for a
+  re-create: its copy withdrawn): rung k+1 may be taken at once, by the same delivery when it
+  comes back or by another.
+- **stays** `(failure, k)`: "attempt k's copy could not be withdrawn after all" (re-create): the
+  end marker notwithstanding, the copy carries the work and the original must be deleted.
 - **fix** `(task, fix)`: "this task was force-run under this fix, for failure n". A later failure
   of the same task under the same fix is not forced again: the fix did not help.
 - **checkpoint** `(sweep, queue, page)`: "a queued sweep of this signal has every selected task of
@@ -53,6 +56,7 @@ class Kind(StrEnum):
     END = "end"
     FIX = "fix"
     CHECKPOINT = "checkpoint"
+    STAYS = "stays"
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,12 @@ def end_name(queue: QueueName, failure: FailureKey, rung: int) -> str:
     key = f"{failure.task}|{failure.dispatch_count}|{rung}"
     tail = f"{failure.task.queue}-{failure.task.task}-d{failure.dispatch_count}-r{rung}"
     return f"{queue}/tasks/{_marker_id(Kind.END, key, tail)}"
+
+
+def stays_name(queue: QueueName, failure: FailureKey, rung: int) -> str:
+    key = f"{failure.task}|{failure.dispatch_count}|{rung}"
+    tail = f"{failure.task.queue}-{failure.task.task}-d{failure.dispatch_count}-r{rung}"
+    return f"{queue}/tasks/{_marker_id(Kind.STAYS, key, tail)}"
 
 
 def fix_name(queue: QueueName, task: TaskName, fix: str) -> str:
