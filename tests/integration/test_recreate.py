@@ -20,6 +20,7 @@ import pytest
 
 from redrive_tools.devserver import wait_for
 from tests.integration.helpers import (
+    PARENT,
     FunctionServer,
     Stack,
     now_rfc3339,
@@ -277,3 +278,80 @@ def test_auto_runs_a_small_sweep_and_recreates_a_large_one(stack, server):
     (sweep,) = [x for x in fn.lines() if x.get("event") == "redrive.sweep"]
     assert sweep["methods"][small]["method"] == "run" and "fit" in sweep["methods"][small]["why"]
     assert sweep["methods"][large]["method"] == "recreate"
+
+
+def test_an_app_engine_task_is_recreated_with_its_routing_and_request(tmp_path):
+    """App Engine targets: the copy keeps the relative URI, the method, the headers, the body and
+    the routing; only App Engine's own task headers differ."""
+    from cloudtasks_emulator import Emulator, Quotas, tasks_client
+    from tests.integration.helpers import Target
+
+    target = Target().start()
+    emu = Emulator(
+        app_engine_host=f"http://127.0.0.1:{target.port}", quotas=Quotas.lifted()
+    ).start()
+    try:
+        client = tasks_client(emu.grpc_target, "v2")
+        queue = client.create_queue(
+            request={
+                "parent": PARENT,
+                "queue": {
+                    "name": f"{PARENT}/queues/rc-appengine",
+                    "retry_config": {"max_attempts": -1, "min_backoff": "3600s"},
+                },
+            }
+        ).name
+        claims = client.create_queue(
+            request={"parent": PARENT, "queue": {"name": f"{PARENT}/queues/rc-ae-claims"}}
+        ).name
+        client.pause_queue(request={"name": claims})
+        task = f"{queue}/tasks/ae-1"
+        target.statuses["/worker/run"] = 500
+        client.create_task(
+            request={
+                "parent": queue,
+                "task": {
+                    "name": task,
+                    "app_engine_http_request": {
+                        "http_method": "POST",
+                        "relative_uri": "/worker/run?batch=3",
+                        "app_engine_routing": {"service": "worker", "version": "v7"},
+                        "headers": {"X-Tenant": "acme"},
+                        "body": b"payload-3",
+                    },
+                },
+            }
+        )
+        wait_for(lambda: len(target.requests) == 1, "the failed first attempt")
+        wait_for(
+            lambda: "response_status" in client.get_task(request={"name": task}).last_attempt,
+            "its answer",
+        )
+        target.statuses["/worker/run"] = 200
+        env = {
+            **emu.env(),
+            "REDRIVE_ALLOWED_QUEUES": queue,
+            "REDRIVE_CLAIMS_QUEUE": claims,
+            "REDRIVE_FIX_CHECK": "none",
+            "REDRIVE_METHOD": "recreate",
+            "REDRIVE_RECREATE_DELAY_S": "0.5",
+            "REDRIVE_TASKS_API": "v2",
+            "REDRIVE_MAX_SIGNAL_AGE": "1h",
+        }
+        fn = FunctionServer("handle_signal", "cloudevent", env, tmp_path / "fn.log")
+        try:
+            assert post_signal(fn, deploy(queue), "rc-ae", now_rfc3339()).status_code == 200
+            (line,) = fn.outcomes(task=task)
+        finally:
+            fn.stop()
+        assert line["outcome"] == "RECREATED", line["reason"]
+        copy = client.get_task(request={"name": line["run"]["copy"], "response_view": "FULL"})
+        routing = copy.app_engine_http_request.app_engine_routing
+        assert (routing.service, routing.version) == ("worker", "v7")
+        wait_for(lambda: len(target.requests) == 2, "the copy's request")
+        (p1, h1, b1), (p2, h2, b2) = target.requests
+        assert (p2, b2, own_headers(h2)) == (p1, b1, own_headers(h1))
+        assert h2["X-AppEngine-TaskName"] != h1["X-AppEngine-TaskName"]
+    finally:
+        emu.stop()
+        target.stop()
