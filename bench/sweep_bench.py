@@ -50,13 +50,15 @@ TIMED_RUNS = 3
 """Each size is swept this many times; the median is reported."""
 
 
-def start_emulator(lift_quotas: bool = False) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_emulator(
+    lift_quotas: bool = False, time_scale: float = TIME_SCALE
+) -> tuple[subprocess.Popen[bytes], str, str]:
     """The emulator in its own process group; returns (process, gRPC host:port, REST URL)."""
     grpc_port, rest_port = free_port(), free_port()
     code = (
         "from cloudtasks_emulator import Quotas, serve; "
         f"serve(host='127.0.0.1', grpc_port={grpc_port}, rest_port={rest_port}, "
-        f"time_scale={TIME_SCALE}, quotas={'Quotas.lifted()' if lift_quotas else 'Quotas()'})"
+        f"time_scale={time_scale}, quotas={'Quotas.lifted()' if lift_quotas else 'Quotas()'})"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code],

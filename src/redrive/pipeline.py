@@ -35,7 +35,7 @@ from typing import Any
 from redrive.adapters.claims import Grant, Refusal
 from redrive.adapters.cloudtasks import Deleted, Seen
 from redrive.core import errors
-from redrive.core.claims import FailureKey, fix_identity
+from redrive.core.claims import FailureKey, fix_identity, needs_fix_marker
 from redrive.core.decide import (
     Action,
     Failure,
@@ -322,6 +322,7 @@ def _recreate(pending: Pending, rt: Runtime) -> Result:
             owner=request.owner,
             reread=lambda: rt.tasks.get(failure.task),
             resume=half_done,
+            marked=needs_fix_marker(evidence),
         )
     except errors.RedriveError as err:
         return Result.of(rt.for_error(err), state=state, fix=evidence)
@@ -455,6 +456,7 @@ def _claim(
         fix=fix_identity(evidence),
         owner=request.owner,
         reread=lambda: rt.tasks.get(task),
+        marked=needs_fix_marker(evidence),
     )
 
 

@@ -56,7 +56,7 @@ class Page:
     next_token: str
 
 
-RECREATE_WORKERS = 16
+RECREATE_WORKERS = 32
 """Re-creates in flight at once (each is a few Cloud Tasks calls, one after another)."""
 PAGE_SIZE = 1000
 """ListTasks' maximum page size: fewest round trips, one page (≈1 MB of BASIC tasks) in memory."""

@@ -6,18 +6,18 @@ production; `#n` is the method's n-th call of the delivery, targeted with the em
 
 | entry point           | calls                                                                  |
 |-----------------------|------------------------------------------------------------------------|
-| handle_signal, direct | GetTask#0 (the task), run.GetService, run.GetRevision, then the claim:   |
-|                       | GetTask#1 (fix marker), CreateTask#0 (rung), CreateTask#1 (fix marker),  |
-|                       | then RunTask; + run.ListServices when the service comes from the URL     |
+| handle_signal, direct | GetTask#0 (the task), run.GetService, run.GetRevision, then the claim    |
+|                       | (CreateTask#0: its rung), then RunTask; + run.ListServices when the      |
+|                       | service comes from the URL                                               |
+| the same, fix check   | GetTask#0, the claim: GetTask#1 (fix marker), CreateTask#0 (rung),       |
+|   `none`              | CreateTask#1 (fix marker), then RunTask                                  |
 | handle_signal, queued | GetTask#0, run.GetService, run.GetRevision, CreateTask#0 (the job)       |
 | run_job               | GetTask#0 (the job, as the redrive queue holds it), GetTask#1 (the task),|
-|                       | run.GetService, run.GetRevision, the claim (GetTask#2, CreateTask#0/#1), |
-|                       | RunTask                                                                  |
-| deploy sweep, direct  | ListTasks, GetTask#0 (fresh read), the claim (GetTask#1, CreateTask#0/#1)|
-|                       | RunTask                                                                  |
+|                       | run.GetService, run.GetRevision, the claim (CreateTask#0), RunTask       |
+| deploy sweep, direct  | ListTasks, GetTask#0 (fresh read), the claim (CreateTask#0), RunTask     |
 | deploy sweep, queued  | GetTask#0 (the sweep's checkpoint, best effort), ListTasks, CreateTask#0 |
-| deploy sweep,         | ListTasks, GetTask#0 (the original, FULL view), the claim (GetTask#1,    |
-|   re-create           | CreateTask#0/#1), CreateTask#2 (the copy), DeleteTask#0 (the original)   |
+| deploy sweep,         | ListTasks, GetTask#0 (the original, FULL view), the claim (CreateTask#0),|
+|   re-create           | CreateTask#1 (the copy), DeleteTask#0 (the original)                     |
 
 (ListServices is exercised through direct mode only: the same adapter serves every entry point,
 and its host cache means each case needs a fresh instance, which is a server start.)
@@ -108,11 +108,14 @@ class Call:
         return self.label or (self.method if not self.after else f"{self.method}#{self.after}")
 
 
-CLAIM = [
+CLAIM = [Call("CreateTask", 0, "claim.rung")]
+"""The claim with time-bound fix evidence (a revision, a deploy): one rung marker."""
+CLAIM_UNTIMED = [
     Call("GetTask", 1, "claim.fix-marker-read"),
     Call("CreateTask", 0, "claim.rung"),
     Call("CreateTask", 1, "claim.fix-marker"),
 ]
+"""With REDRIVE_FIX_CHECK=none the fix marker is read first and written after the rung."""
 CALLS = {
     "direct": [
         Call("GetTask"),
@@ -122,6 +125,7 @@ CALLS = {
         Call("RunTask"),
         Call("run.ListServices"),
     ],
+    "direct_none": [Call("GetTask"), *CLAIM_UNTIMED, Call("RunTask")],
     "queued": [
         Call("GetTask"),
         Call("run.GetService"),
@@ -133,7 +137,7 @@ CALLS = {
         Call("GetTask", 1, "GetTask"),
         Call("run.GetService"),
         Call("run.GetRevision"),
-        *(Call(c.method, c.after + (c.method == "GetTask"), c.label) for c in CLAIM),
+        *CLAIM,
         Call("RunTask"),
     ],
     # A deploy signal in direct mode: the sweep lists the queue, reads each task again, claims.
@@ -144,7 +148,7 @@ CALLS = {
         Call("ListTasks"),
         Call("GetTask", 0, "original-read"),
         *CLAIM,
-        Call("CreateTask", 2, "copy"),
+        Call("CreateTask", 1, "copy"),
         Call("DeleteTask", 0, "original-delete"),
     ],
     # The same in queued mode: the checkpoint probe, ListTasks, one CreateTask per task.
@@ -156,6 +160,7 @@ CALLS = {
 }
 SUCCESS = {
     "direct": "DISPATCHED",
+    "direct_none": "DISPATCHED",
     "queued": "QUEUED",
     "run_job": "DISPATCHED",
     "sweep": "DISPATCHED",
@@ -249,7 +254,9 @@ def servers(
     logs = tmp_path_factory.mktemp("faults")
     env = base_env(stack, queues)
     with direct_and_queued_servers(env, env, queues["redrive"], logs) as started:
-        yield started
+        untimed = {**env, "REDRIVE_FIX_CHECK": "none"}
+        with function_server("handle_signal", "cloudevent", untimed, logs / "none.log") as none:
+            yield {**started, "direct_none": none}
 
 
 _ids = itertools.count()
@@ -370,7 +377,7 @@ def run_case(stack: Stack, queues: dict[str, str], server: FunctionServer, case:
     if want.outcome in ("FAILED", "PERMISSION_DENIED"):
         assert line["severity"] == "ERROR"
         assert code.name in line["reason"] or call.method == "RunTask", line["reason"]
-    if entry in ("direct", "queued"):
+    if entry in ("direct", "direct_none", "queued"):
         (summary,) = server.summaries(delivery.message_id)
         assert summary["outcome"] == want.outcome
 

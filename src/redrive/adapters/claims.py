@@ -113,13 +113,15 @@ class Claims:
         owner: str,
         reread: Callable[[], TaskState | None],
         resume: Callable[[int, bool], bool] | None = None,
+        marked: bool = True,
     ) -> Grant | Refusal:
         """Take the next free rung for `failure`, or say why not. `reread` reads the task again
         (used before passing a rung whose attempt is old enough to judge). `resume(k, ended)`
         says whether rung k's act is half done and must be finished instead (a re-create whose
         copy is there, or ran), `ended` telling whether the rung was ended: then that rung is
-        granted again, `resumed`."""
-        refusal = self._fix_refusal(failure, fix)
+        granted again, `resumed`. `marked`: read and write the fix marker (only evidence without
+        a time needs it: core.claims.needs_fix_marker)."""
+        refusal = self._fix_refusal(failure, fix) if marked else None
         if refusal is not None:
             return refusal
         for rung in range(1, MAX_RUNGS + 1):
@@ -129,7 +131,7 @@ class Claims:
             )
             if self._create(name, marker):
                 grant = Grant(failure, rung, name, owner, fix)
-                return self._mark_fix(grant)
+                return self._mark_fix(grant) if marked else grant
             step, holder = self._judge(failure, rung, name, owner)
             if step is Step.NEXT:
                 if resume is not None and resume(rung, True):

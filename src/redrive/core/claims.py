@@ -126,6 +126,18 @@ def fix_identity(evidence: FixEvidence | None) -> str:
     return f"{evidence.strategy}:{live}"
 
 
+def needs_fix_marker(evidence: FixEvidence | None) -> bool:
+    """Whether "once per task and fix" needs a fix marker, or holds by itself.
+
+    Evidence with a time (a revision's, a deploy's, a static one) covers a failure only when the
+    fix went live after the failed attempt. A forced run happens after the fix went live, so any
+    failure after it is newer than the fix and no longer covered: the time rule alone forbids a
+    second forced run under that fix. Evidence without a time (REDRIVE_FIX_CHECK=none) covers
+    every failure, so only a fix marker stops a task that keeps failing from being forced again.
+    """
+    return evidence is None or evidence.strategy == "none" or evidence.live_since is None
+
+
 def _marker_id(kind: Kind, key: str, readable: str) -> str:
     """A hash first (Cloud Tasks advises against sequential name prefixes), then a readable tail,
     within the 500-character task id grammar however long the task's own name is."""
