@@ -434,3 +434,22 @@ def test_run_on_a_missing_queue_exits_2(stack):
     existing = stack.queue("missingtask")
     gone = cli(stack, "run", f"{existing}/tasks/never", "--fix-check", "none", "--allow-any-queue")
     assert gone.exit_code == 0 and "NOT_FOUND" in gone.stdout and gone.stderr == ""
+
+
+def test_an_attempt_without_an_answer_is_said_when_not_on_a_terminal(stack, monkeypatch):
+    from redrive_tools import cli as cli_module
+
+    queue = stack.queue("slow")
+    task = stack.failed_task(queue, "slow-1", "/slow/fail")
+    # One GetTask answers only after a while (a black-holed address never answers at all).
+    monkeypatch.setattr(cli_module._Waiting, "SLOW_S", 0.2)
+    stack.emu.control.delay("GetTask", 3.0, times=1)
+    result = cli(
+        stack, "run", task, "--fix-check", "none", "--dry-run", "--allow-any-queue", "--json"
+    )
+    assert result.exit_code == 0
+    (record,) = json_lines(result.stdout)
+    assert record["outcome"] == "DRY_RUN"
+    line = one_line(result.stderr)
+    assert f"still waiting for Cloud Tasks at {stack.emu.grpc_target}: GetTask" in line
+    assert "REDRIVE_RPC_TIMEOUT_S=20s" in line and "REDRIVE_RETRY_DEADLINE_S=30s" in line

@@ -146,7 +146,7 @@ def test_a_sweep_on_the_terminal_says_what_it_waits_for():
     assert code == 1
     seen = plain(shown)
     assert "sweeping" in seen and "ListTasks" in seen and "UNAVAILABLE" in seen
-    assert "retrying ListTasks (attempt 2)" in seen
+    assert "ListTasks attempt 2: UNAVAILABLE (Connection refused)" in seen
     # The table (stdout) has the reason and what was given up on.
     assert "queue FAILED" in stdout and "listing tasks failed" in stdout
     assert "gave up:" in stdout and "ListTasks" in stdout

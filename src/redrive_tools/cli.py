@@ -232,7 +232,7 @@ def _runtime(records: _Records, watch: _Watch | None = None, **overrides: Any) -
         _fail(str(err))
     if watch is None:
         return Runtime(settings, log=CliLog())
-    watch.retry_deadline_s = settings.retry_deadline_s
+    watch.retry_deadline_s, watch.rpc_timeout_s = settings.retry_deadline_s, settings.rpc_timeout_s
     # The runtime's own adapters, on clients that report every attempt to the watch (built on
     # first use, as the runtime builds them).
     tasks = CloudTasks(
@@ -302,6 +302,7 @@ class _Call:
     subject: str
     started: float
     attempts: int = 0
+    attempt_started: float = 0.0
     in_flight: bool = False
     last_error: str | None = None
     """The text of the last attempt's error ("UNAVAILABLE: ..."), None once answered."""
@@ -317,8 +318,9 @@ class _Watch:
     """Sees every attempt of every call (through `_Watched` clients), tells its listeners, and
     remembers what the command gave up waiting for."""
 
-    def __init__(self, retry_deadline_s: float = 30.0) -> None:
+    def __init__(self, retry_deadline_s: float = 30.0, rpc_timeout_s: float = 20.0) -> None:
         self.retry_deadline_s = retry_deadline_s
+        self.rpc_timeout_s = rpc_timeout_s
         self.listeners: list[Callable[[_Call], None]] = []
         self.errors: dict[tuple[str, str], str] = {}
         """(method, resource) → the text of its last error (e.g. GetTask's NOT_FOUND)."""
@@ -331,9 +333,14 @@ class _Watch:
             if call is None or call.done or (call.method, call.subject) != (method, subject):
                 call = self._current = _Call(service, method, subject, time.monotonic())
             call.attempts += 1
-            call.in_flight = True
+            call.in_flight, call.attempt_started = True, time.monotonic()
         self._notify(call)
         return call
+
+    def current(self) -> _Call | None:
+        """The call in flight, or the last one."""
+        with self._lock:
+            return self._current
 
     def answered(self, call: _Call) -> None:
         with self._lock:
@@ -354,8 +361,7 @@ class _Watch:
     def gave_up(self) -> str | None:
         """The last call, when it ended without an answer after retrying: what, how long, the
         last error and what to check. None when the last call was answered."""
-        with self._lock:
-            call = self._current
+        call = self.current()
         if call is None or call.done or call.in_flight or call.last_error is None:
             return None
         tries = f"{call.attempts} attempt{'' if call.attempts == 1 else 's'}"
@@ -474,7 +480,8 @@ def _describe(call: _Call, retry_deadline_s: float) -> str:
             f"{retry_deadline_s:g} s[/]"
         )
     if last and not call.done:
-        return f"{what} · [yellow]{last}[/] [dim]from {escape(call.service)} · retrying[/]"
+        service = escape(call.service)
+        return f"{what} · attempt {call.attempts}: [yellow]{last}[/] [dim]from {service}[/]"
     return f"[dim]{what} answered[/]"
 
 
@@ -485,9 +492,14 @@ def _tail(name: str) -> str:
 
 
 class _Waiting:
-    """What people see while the command waits: on a terminal, a spinner (or `show`, the sweep's
-    progress bar) with the call, the time since it started, its last answer and attempt; else
-    one line on stderr when a call is retried. Never writes to stdout."""
+    """What people see while the command waits. On a terminal: a spinner (or the sweep's progress
+    bar) with the call, the time since it started, its last answer and attempt. Elsewhere: one
+    line on stderr when a call is retried, or when one attempt has had no answer for SLOW_S.
+    Never writes to stdout."""
+
+    SLOW_S = 5.0
+    """Not a terminal: an attempt without an answer for this long is said (a black-holed
+    address answers nothing until REDRIVE_RPC_TIMEOUT_S)."""
 
     def __init__(self, watch: _Watch, err_console: Any) -> None:
         self.watch = watch
@@ -511,10 +523,45 @@ class _Waiting:
             )
 
     @contextmanager
+    def slow_calls(self) -> Iterator[None]:
+        """Not a terminal: a watchdog thread saying when an attempt has waited SLOW_S."""
+        if self.live:
+            yield
+            return
+        stop = threading.Event()
+
+        def watchdog() -> None:
+            said: tuple[int, int] | None = None
+            while not stop.wait(0.25):
+                call = self.watch.current()
+                if call is None or not call.in_flight or said == (id(call), call.attempts):
+                    continue
+                waited = time.monotonic() - call.attempt_started
+                if waited >= self.SLOW_S:
+                    said = (id(call), call.attempts)
+                    click.echo(
+                        f"redrive: still waiting for {call.service}: {call.method} "
+                        f"{_tail(call.subject)} has had no answer for {waited:.0f} s (an attempt "
+                        f"may take REDRIVE_RPC_TIMEOUT_S={self.watch.rpc_timeout_s:g}s, and is "
+                        f"retried for up to REDRIVE_RETRY_DEADLINE_S="
+                        f"{self.watch.retry_deadline_s:g}s)",
+                        err=True,
+                    )
+
+        thread = threading.Thread(target=watchdog, name="redrive-waiting", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+
+    @contextmanager
     def spinner(self) -> Iterator[None]:
         """A spinner on stderr for the duration (a terminal only; gone when done)."""
         if not self.live:
-            yield
+            with self.slow_calls():
+                yield
             return
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
         from rich.table import Column
@@ -532,15 +579,15 @@ class _Waiting:
             redirect_stderr=False,
         )
         task_id = bar.add_task("[dim]working[/]", total=None)
-        started: list[int] = []
+        shown: list[_Call] = []
 
         def show(call: _Call) -> None:
             description = _describe(call, self.watch.retry_deadline_s)
-            if not started or started[-1] != id(call):
-                started.append(id(call))
-                bar.reset(task_id, description=description)  # the elapsed time is the call's
-            else:
+            if shown and shown[0] is call:
                 bar.update(task_id, description=description)
+            else:
+                shown[:] = [call]
+                bar.reset(task_id, description=description)  # the elapsed time is the call's
             bar.refresh()
 
         self.show = show
@@ -859,31 +906,48 @@ def _task_totals(rt: Any, names: tuple[Any, ...]) -> int | None:
 def _progress(
     waiting: _Waiting,
 ) -> tuple[Any, Callable[[Any], None] | None, Callable[[int | None], None]]:
-    """The sweep's live progress bar, on stderr when it is a terminal (it also says what is
-    waited for when a call is retried); its `on_progress`; a setter of its total."""
-    from contextlib import nullcontext
-
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    """The sweep's live progress bar, on stderr when it is a terminal, with what is waited for
+    when a call is slow or retried (else the not-a-terminal lines); its `on_progress`; a setter
+    of its total."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
     from rich.table import Column
+    from rich.text import Text
 
     if not waiting.live:
-        return nullcontext(), None, lambda total: None
+        return waiting.slow_calls(), None, lambda total: None
+
+    class WaitColumn(ProgressColumn):
+        """Read at every refresh: the call, when it has waited a second or is retried."""
+
+        def render(self, task: Any) -> Text:
+            call = waiting.watch.current()
+            if call is None or call.done:
+                return Text("")
+            waited = call.waited_s()
+            if call.in_flight and call.attempts == 1 and waited < 1.0:
+                return Text("")
+            last = _short_error(call.last_error or "")
+            if call.in_flight and call.attempts > 1:
+                what = f"{call.method} attempt {call.attempts}, {waited:.0f} s, after {last}"
+            elif call.in_flight:
+                what = f"waiting {waited:.0f} s for {call.service}: {call.method}"
+            else:
+                what = f"{call.method} attempt {call.attempts}: {last}"
+            return Text(f"· {what}", style="yellow", no_wrap=True, overflow="ellipsis")
+
     bar = Progress(
         TextColumn("[bold]sweeping[/]"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
-        TextColumn(
-            "tasks seen · {task.fields[line]}{task.fields[wait]}",
-            table_column=Column(ratio=1, no_wrap=True),
-        ),
+        TextColumn("tasks seen · {task.fields[line]}"),
+        WaitColumn(table_column=Column(ratio=1, no_wrap=True)),
         console=waiting.console,
         transient=False,
         expand=True,
         redirect_stdout=sys.stdout.isatty(),
         redirect_stderr=False,
     )
-    task_id = bar.add_task("sweep", total=None, line="0 selected", wait="")
+    task_id = bar.add_task("sweep", total=None, line="0 selected")
 
     def update(p: Any) -> None:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(p.counts.items()))
@@ -891,16 +955,8 @@ def _progress(
         bar.update(task_id, completed=p.tasks_seen, line=line)
 
     def show(call: _Call) -> None:
-        wait = ""
-        if call.in_flight and call.attempts > 1:
-            wait = f" · [yellow]retrying {call.method} (attempt {call.attempts})[/]"
-        elif call.last_error is not None and not call.done:
-            wait = (
-                f" · [yellow]{call.method}: {escape(_short_error(call.last_error))}, "
-                f"attempt {call.attempts}[/]"
-            )
-        bar.update(task_id, wait=wait)
-        bar.refresh()
+        if call.last_error is not None or call.attempts > 1:  # else the next refresh will do
+            bar.refresh()
 
     waiting.show = show
     return bar, update, lambda total: bar.update(task_id, total=total)
