@@ -255,6 +255,10 @@ def test_a_failed_sweep_says_why_and_its_record_is_honest(stack):
     assert flat(f"queue {queue}: listing tasks failed") in flat(human.stdout)
     assert "UNAVAILABLE" in human.stdout and "gave up" in human.stdout
     assert "ListTasks" in human.stdout and "REDRIVE_RETRY_DEADLINE_S=0.3" in flat(human.stdout)
+    # Not a terminal: no progress bar on stdout, and with --json nothing there but the records.
+    assert "sweeping" not in human.stdout and "retrying for up to" in human.stderr
+    assert all(line.startswith("{") for line in machine.stdout.splitlines())
+    assert "gave up after" in machine.stderr
     # The SWEEP line: a queue not listed is no complete sweep, and it is an ERROR.
     summary = json_lines(machine.stdout)[-1]
     assert summary["outcome"] == "SWEEP" and summary["queue_outcomes"] == {queue: "FAILED"}

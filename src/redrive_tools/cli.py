@@ -671,11 +671,12 @@ def run(
         started = time.monotonic()
         request = pipeline.Request(failure, pipeline.Act.RUN, owner=f"cli:{uuid.uuid4().hex}")
         result = pipeline.process(request, rt)
-        pipeline.record(
-            rt, result, failure=failure, signal=failure.signal, entry_point="cli", started=started
-        )
         outcome = result.outcome.value
         missing = _missing_queue(rt, watch, task) if outcome == "NOT_FOUND" else None
+    # Recorded (and, with --json, printed) once the spinner is gone.
+    pipeline.record(
+        rt, result, failure=failure, signal=failure.signal, entry_point="cli", started=started
+    )
     record = records.records[-1]
     gave_up = watch.gave_up() if outcome in _FAILED else None
     if not json_output:
