@@ -4,11 +4,19 @@ it promises: fix not deployed, re-driven after the deploy, then NOT_FOUND for a 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
 from redrive_tools.cli import main
 from redrive_tools.demo import TASKS, run_demo
+from tests.integration.helpers import ROOT
+
+GRPC_LOG = re.compile(r"chttp2_transport|Got goaway|^[IWEF]\d{4} \d\d:\d\d:\d\d", re.M)
+"""A line of gRPC's own logging (absl format, e.g. "I1201 11:26:37.960598 ... Got goaway")."""
 
 
 def test_demo_tells_the_whole_story(capsys):
@@ -35,7 +43,28 @@ def test_demo_tells_the_whole_story(capsys):
 
 
 def test_demo_command_exits_0_with_a_table():
-    result = CliRunner().invoke(main, ["demo"])
+    result = CliRunner().invoke(main, ["demo"], env={"COLUMNS": "140"})
     assert result.exit_code == 0, result.output
     assert "outcome lines" in result.output and "demo OK" in result.output
     assert result.output.count("DISPATCHED") >= TASKS
+    assert "…" not in result.output  # reasons wrap, whole
+    assert "fix evidence (emulated clock, UTC)" in result.output
+    assert "ahead of this machine's clock" in " ".join(result.output.split())
+
+
+def test_demo_as_a_command_holds_no_grpc_log_line():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDRIVE_", "CLOUD_", "GRPC_"))}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    command = "from redrive_tools.cli import main; main(prog_name='redrive')"
+    done = subprocess.run(
+        [sys.executable, "-c", command, "demo", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len([json.loads(line) for line in done.stdout.splitlines()]) == 3 * TASKS
+    assert not GRPC_LOG.search(done.stdout + done.stderr), done.stderr
+    assert "The emulator's clock runs 60x" in done.stderr and "demo OK" in done.stderr

@@ -210,6 +210,18 @@ def test_report_asks_for_redelivery_when_cut_or_failed(kwargs, redeliver):
     rep = report(**kwargs)
     assert rep.redeliver is redeliver
     rec = rep.record()
-    assert rec["severity"] == ("WARNING" if not rep.complete else "INFO")
+    expected = "ERROR" if rep.counts["FAILED"] else "WARNING" if not rep.complete else "INFO"
+    assert rec["severity"] == expected
     if not rep.complete:
         assert "stopped in" in rec["message"] and rec["stopped_at"]["page"] == 3
+
+
+@pytest.mark.parametrize("outcome", ["FAILED", "PERMISSION_DENIED"])
+def test_report_of_a_queue_not_listed_is_an_incomplete_error(outcome):
+    counts = Counter(FAILED=1) if outcome == "FAILED" else Counter()
+    rec = report(queue_outcomes={str(Q["a"]): outcome}, counts=counts).record()
+    assert rec["complete"] is False and rec["severity"] == "ERROR"
+    assert "INCOMPLETE (1 queue(s) not listed" in rec["message"]
+    tasks = report(counts=Counter(DISPATCHED=2, PERMISSION_DENIED=1)).record()
+    assert tasks["complete"] is True and tasks["severity"] == "ERROR"
+    assert "with FAILED tasks" in tasks["message"]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
+import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from cloudtasks_emulator.model import QUEUE_REUSE_DELAY_S
 from cloudtasks_emulator.quota import Quotas
@@ -96,8 +100,49 @@ def parser(prog: str = "cloudtasks-emulator") -> argparse.ArgumentParser:
     return cli
 
 
+EXIT_SETUP = 4
+"""The exit code when the emulator cannot start here (a port taken): as `redrive`'s."""
+
+
+def port_problem(host: str, port: int, option: str) -> str | None:
+    """Why the emulator could not listen on host:port (None: it can; port 0 is any free port)."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        return f"cannot listen on {host}:{port} ({option}): {err}"
+    failures: list[OSError] = []
+    for family, kind, proto, _, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+                probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} ({option}) is already in use: stop the program "
+                    f"listening there, or pass another {option} (0 picks a free port)"
+                )
+            failures.append(err)
+    if failures and len(failures) == len(infos):  # not one of the host's addresses can be used
+        return f"cannot listen on {host}:{port} ({option}): {failures[0].strerror or failures[0]}"
+    return None
+
+
+def _refuse(prog: str, message: str) -> NoReturn:
+    print(f"{prog}: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_SETUP)
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "cloudtasks-emulator") -> None:
     args = parser(prog).parse_args(argv)
+    if args.grpc_port and args.grpc_port == args.rest_port:
+        _refuse(prog, f"--grpc-port and --rest-port are both {args.grpc_port}: give each its own")
+    for port, option in ((args.grpc_port, "--grpc-port"), (args.rest_port, "--rest-port")):
+        problem = port_problem(args.host, port, option)
+        if problem is not None:
+            _refuse(prog, problem)
     quotas = (
         Quotas.lifted()
         if args.lift_quotas
@@ -107,6 +152,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "cloudtasks-emulator") -
             api_per_min=args.quota_api_per_min,
         )
     )
+    try:
+        _serve(args, quotas)
+    except (OSError, RuntimeError) as err:  # a port taken between the check and the bind
+        if "bind" not in str(err).lower():
+            raise
+        _refuse(prog, f"cannot listen on {args.host}: {err}")
+
+
+def _serve(args: argparse.Namespace, quotas: Quotas) -> None:
     serve(
         host=args.host,
         grpc_port=args.grpc_port,

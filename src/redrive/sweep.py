@@ -110,7 +110,17 @@ class SweepReport:
 
     def record(self) -> dict[str, Any]:
         plan = self.plan
-        done = "complete" if self.complete else "INCOMPLETE (budget spent; will be delivered again)"
+        # A queue whose listing FAILED (or was refused) was not swept: the sweep is not complete,
+        # and a sweep with FAILED tasks or queues says so in its severity and message.
+        unlisted = sorted(q for q, o in self.queue_outcomes.items() if o in _FAILURES)
+        failed = bool(unlisted) or any(self.counts.get(o) for o in _FAILURES)
+        complete = self.complete and not unlisted
+        if not self.complete:
+            done = "INCOMPLETE (budget spent; will be delivered again)"
+        elif unlisted:
+            done = f"INCOMPLETE ({len(unlisted)} queue(s) not listed: FAILED)"
+        else:
+            done = "complete, with FAILED tasks" if failed else "complete"
         counts = (
             ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())) or "nothing re-driven"
         )
@@ -124,7 +134,7 @@ class SweepReport:
             message += f"; stopped in {self.stopped_at['queue']} at page {self.stopped_at['page']}"
         return {
             "event": SWEEP_EVENT,
-            "severity": "INFO" if self.complete else "WARNING",
+            "severity": "ERROR" if failed else "INFO" if complete else "WARNING",
             "message": message[:1000],
             "outcome": Outcome.SWEEP.value,
             "queues": [str(q) for q in plan.queues],
@@ -141,7 +151,7 @@ class SweepReport:
             "pages": self.pages,
             "tasks_seen": self.tasks_seen,
             "selected": self.selected,
-            "complete": self.complete,
+            "complete": complete,
             "stopped_at": self.stopped_at,
             "resumed_from_page": self.resumed_from_page,
             "duration_ms": round(self.duration_ms, 1),
@@ -150,6 +160,10 @@ class SweepReport:
             "api_version": self.api_version,
             "labels": {"outcome": Outcome.SWEEP.value, "component": COMPONENT},
         }
+
+
+_FAILURES = frozenset({Outcome.FAILED.value, Outcome.PERMISSION_DENIED.value})
+"""Outcomes that make a SWEEP line an ERROR: a task or a queue's listing failed."""
 
 
 class BudgetSpent(Exception):  # noqa: N818 - a signal inside the driver, never raised out

@@ -8,17 +8,26 @@ Operator commands always run in direct mode (no redrive queue): the operator is 
 `--rate` is the throttle. The queue allowlist (REDRIVE_ALLOWED_QUEUES) still applies, so a typo
 cannot re-drive the wrong queue; `--allow-any-queue` allows exactly the queues (or the task's
 queue) named on the command line, nothing else.
+
+Nobody is left guessing: while a call waits (a retried call against an endpoint that does not
+answer can take REDRIVE_RETRY_DEADLINE_S), a spinner on stderr says what is waited for when stderr
+is a terminal, else one line on stderr says it is retrying; stdout holds only the result (the
+records with --json). A setup problem (no credentials, a port taken) is one line and exit 4.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -28,26 +37,68 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
+EXIT_SETUP = 4
 
 EXIT_CODES_HELP = """\b
 Exit codes:
   0  done (dispatched, dry run, or a guard's reasoned skip: the outcome says which)
   1  a task or queue FAILED (transient fault, quota) or PERMISSION_DENIED
-  2  usage or bad input: bad option, malformed name, bad REDRIVE_* setting,
-     a queue that does not exist or is not allowed (see --allow-any-queue)
+  2  usage or bad input: bad option, malformed name or time, a --deployed-at in
+     the future, bad REDRIVE_* setting, a queue that does not exist or is not
+     allowed (see --allow-any-queue)
   3  not finished: a sweep's --budget ran out before every page was swept, or the
      task is DEFERRED (an attempt is in flight, or an earlier forced run's outcome
-     is not known yet): run the same command again later"""
+     is not known yet): run the same command again later
+  4  setup problem: no Google credentials (and no CLOUD_TASKS_EMULATOR_HOST), or
+     a port `redrive emulator` needs is already in use"""
 
 _FAILED = {"FAILED", "PERMISSION_DENIED"}
 _USAGE = {"INVALID_SIGNAL", "SKIPPED_NOT_ALLOWED"}
 _LATER = {"DEFERRED"}
+_DONE = {"DISPATCHED", "DRY_RUN", "QUEUED"}
+
+NO_CREDENTIALS = (
+    "no Google credentials found: run `gcloud auth application-default login` (or set "
+    "GOOGLE_APPLICATION_CREDENTIALS to a key file); to use the local emulator instead, set "
+    "CLOUD_TASKS_EMULATOR_HOST (and CLOUD_RUN_EMULATOR_HOST for the revision fix check)"
+)
+ALLOW_HINT = (
+    "to act on it, add it to REDRIVE_ALLOWED_QUEUES, or pass --allow-any-queue to allow the "
+    "queue(s) named on this command line"
+)
 
 
-@click.group(epilog=EXIT_CODES_HELP)
+def _setup_problem(err: BaseException) -> str | None:
+    """One line saying what to do, for an error that is the machine's setup, not the work."""
+    try:
+        from google.auth.exceptions import DefaultCredentialsError
+    except ImportError:  # pragma: no cover - google-auth comes with the clients
+        return None
+    if isinstance(err, DefaultCredentialsError):
+        return NO_CREDENTIALS
+    return None
+
+
+class _Main(click.Group):
+    """The command group: a setup problem ends in one line and exit 4, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as err:
+            problem = _setup_problem(err)
+            if problem is None:
+                raise
+            _fail(problem, EXIT_SETUP)
+
+
+@click.group(cls=_Main, epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="redrive")
 def main() -> None:
     """Force-run failed Cloud Tasks tasks safely, once a fix is deployed."""
+    # gRPC's own log lines ("Got goaway", "chttp2_transport.cc") are not for operators; read
+    # when gRPC first starts, which is after this (every client is created lazily).
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 @main.command(
@@ -58,7 +109,8 @@ def main() -> None:
 def emulator(args: tuple[str, ...]) -> None:
     """Run the local Cloud Tasks (and Cloud Run Admin) emulator until interrupted.
 
-    The options are those of the standalone `cloudtasks-emulator` command (see --help).
+    The options are those of the standalone `cloudtasks-emulator` command (see --help). A port
+    already in use ends it with exit 4.
     """
     from cloudtasks_emulator.__main__ import main as emulator_main
 
@@ -85,6 +137,28 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
         _fail(f"{option}: not an RFC 3339 time: {value!r}")
 
 
+def _refuse_future(when: datetime, option: str) -> None:
+    """A fix cannot be live before it is deployed: a time ahead of the clock (by more than
+    REDRIVE_CLOCK_SKEW_S) is a typo, refused as the functions refuse it."""
+    from redrive.core.config import ConfigError, Settings
+    from redrive.core.records import iso
+
+    try:
+        settings = Settings.from_env(
+            fix_check="none", fix_deployed_at=None, redrive_queue=None, job_url=None
+        )
+    except ConfigError as err:
+        _fail(str(err))
+    now = settings.now()
+    if settings.is_future(when, now):
+        clock = "the emulator's clock" if settings.emulator_clock else "this machine's clock"
+        _fail(
+            f"{option} {iso(when)} is in the future ({clock} says {iso(now)}; more than "
+            f"REDRIVE_CLOCK_SKEW_S={settings.clock_skew_s:g}s ahead): a fix cannot be live "
+            "before it is deployed"
+        )
+
+
 def _queue(value: str) -> Any:
     from redrive.core.names import InvalidName, QueueName
 
@@ -95,21 +169,50 @@ def _queue(value: str) -> Any:
 
 
 class _Records:
-    """Collects outcome records; with `echo` set, also prints each one as a JSON line."""
+    """Collects outcome records; with `echo` set, also prints each one as a JSON line.
+
+    With `keep` off (a sweep) only the reasons of what did not go through stay: grouped by
+    outcome and reason, bounded, for the human table.
+    """
+
+    MAX_REASONS = 500
 
     def __init__(self, echo: bool) -> None:
         self.echo = echo
         self.records: list[dict[str, Any]] = []
         self.keep = True
+        self.reasons: Counter[tuple[str, str]] = Counter()
+        """(outcome, reason) → tasks, for outcomes other than DISPATCHED/DRY_RUN/QUEUED."""
+        self.examples: dict[tuple[str, str], str] = {}
+        """(outcome, reason) → one task it happened to."""
+        self.queues: dict[str, tuple[str, str]] = {}
+        """Queue → (outcome, reason) for the queues a sweep could not list."""
 
     def emit(self, record: Mapping[str, Any]) -> None:
         if self.keep:
             self.records.append(dict(record))
+        else:
+            self._note(record)
         if self.echo:
             click.echo(json.dumps(record, default=str))
 
+    def _note(self, record: Mapping[str, Any]) -> None:
+        outcome, reason = str(record.get("outcome")), str(record.get("reason") or "")
+        if record.get("event") != "redrive.outcome" or outcome in _DONE:
+            return
+        if record.get("queue") and not record.get("task"):
+            self.queues[str(record["queue"])] = (outcome, reason)
+            return
+        key = (outcome, reason)
+        if key not in self.reasons and len(self.reasons) >= self.MAX_REASONS:
+            key = (outcome, "(other reasons: see --json)")
+        self.reasons[key] += 1
+        self.examples.setdefault(key, str(record.get("task") or ""))
 
-def _runtime(records: _Records, **overrides: Any) -> Any:
+
+def _runtime(records: _Records, watch: _Watch | None = None, **overrides: Any) -> Any:
+    from redrive.adapters.cloudrun import CloudRun
+    from redrive.adapters.cloudtasks import CloudTasks
     from redrive.adapters.log import OutcomeLog
     from redrive.core.config import ConfigError, Settings
     from redrive.runtime import Runtime
@@ -127,7 +230,26 @@ def _runtime(records: _Records, **overrides: Any) -> Any:
         settings = Settings.from_env(**overrides)
     except ConfigError as err:
         _fail(str(err))
-    return Runtime(settings, log=CliLog())
+    if watch is None:
+        return Runtime(settings, log=CliLog())
+    watch.retry_deadline_s, watch.rpc_timeout_s = settings.retry_deadline_s, settings.rpc_timeout_s
+    # The runtime's own adapters, on clients that report every attempt to the watch (built on
+    # first use, as the runtime builds them).
+    tasks = CloudTasks(
+        _watched_tasks_client(settings, watch),
+        api_version=settings.tasks_api,
+        response_view=settings.response_view,
+        retry_deadline_s=settings.retry_deadline_s,
+        call_timeout_s=settings.rpc_timeout_s,
+    )
+    services, revisions = _watched_run_clients(settings, watch)
+    cloudrun = CloudRun(
+        services,
+        revisions,
+        retry_deadline_s=settings.retry_deadline_s,
+        call_timeout_s=settings.rpc_timeout_s,
+    )
+    return Runtime(settings, tasks=tasks, cloudrun=cloudrun, log=CliLog())
 
 
 def _allow(names: list[Any]) -> Any:
@@ -141,6 +263,343 @@ def _console(json_output: bool) -> Any:
 
     # Machine output owns stdout; people-facing text then goes to stderr.
     return Console(stderr=json_output, highlight=False, soft_wrap=False)
+
+
+def _err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _live_ok(console: Any) -> bool:
+    """A live display (spinner, progress bar) only on a real terminal."""
+    return bool(console.is_terminal and not console.is_dumb_terminal)
+
+
+# ---------------------------------------------------------------------------------------------
+# what the command waits for: every call to Cloud Tasks and Cloud Run, attempt by attempt
+
+_RPCS = {
+    "get_task": "GetTask",
+    "run_task": "RunTask",
+    "create_task": "CreateTask",
+    "list_tasks": "ListTasks",
+    "get_queue": "GetQueue",
+    "list_services": "ListServices",
+    "get_service": "GetService",
+    "get_revision": "GetRevision",
+}
+"""The client methods watched: those the runtime's adapters call, and the CLI's GetQueue."""
+
+
+@dataclass
+class _Call:
+    """One call: its consecutive attempts (the same method on the same resource, each after a
+    retryable error) are the runtime's retries of it."""
+
+    service: str
+    method: str
+    subject: str
+    started: float
+    attempts: int = 0
+    attempt_started: float = 0.0
+    in_flight: bool = False
+    last_error: str | None = None
+    """The text of the last attempt's error ("UNAVAILABLE: ..."), None once answered."""
+    done: bool = False
+    """Answered, or refused for good: the next attempt of the same method is a new call."""
+    ended: float | None = None
+
+    def waited_s(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+
+class _Watch:
+    """Sees every attempt of every call (through `_Watched` clients), tells its listeners, and
+    remembers what the command gave up waiting for."""
+
+    def __init__(self, retry_deadline_s: float = 30.0, rpc_timeout_s: float = 20.0) -> None:
+        self.retry_deadline_s = retry_deadline_s
+        self.rpc_timeout_s = rpc_timeout_s
+        self.listeners: list[Callable[[_Call], None]] = []
+        self.errors: dict[tuple[str, str], str] = {}
+        """(method, resource) → the text of its last error (e.g. GetTask's NOT_FOUND)."""
+        self._current: _Call | None = None
+        self._lock = threading.Lock()
+
+    def attempt(self, service: str, method: str, subject: str) -> _Call:
+        with self._lock:
+            call = self._current
+            if call is None or call.done or (call.method, call.subject) != (method, subject):
+                call = self._current = _Call(service, method, subject, time.monotonic())
+            call.attempts += 1
+            call.in_flight, call.attempt_started = True, time.monotonic()
+        self._notify(call)
+        return call
+
+    def current(self) -> _Call | None:
+        """The call in flight, or the last one."""
+        with self._lock:
+            return self._current
+
+    def answered(self, call: _Call) -> None:
+        with self._lock:
+            call.in_flight, call.done, call.last_error = False, True, None
+            call.ended = time.monotonic()
+        self._notify(call)
+
+    def failed(self, call: _Call, err: BaseException) -> None:
+        from redrive.adapters.cloudtasks import transient_predicate
+
+        text = _error_text(err)
+        with self._lock:
+            call.in_flight, call.last_error, call.ended = False, text, time.monotonic()
+            call.done = not (isinstance(err, Exception) and transient_predicate(err))
+            self.errors[(call.method, call.subject)] = text
+        self._notify(call)
+
+    def gave_up(self) -> str | None:
+        """The last call, when it ended without an answer after retrying: what, how long, the
+        last error and what to check. None when the last call was answered."""
+        call = self.current()
+        if call is None or call.done or call.in_flight or call.last_error is None:
+            return None
+        tries = f"{call.attempts} attempt{'' if call.attempts == 1 else 's'}"
+        at = call.service.partition(" at ")[2]
+        hint = f"is the emulator running at {at}?" if at else "check the network and proxy"
+        return (
+            f"{call.service} did not answer {call.method} {_tail(call.subject)}: gave up after "
+            f"{call.waited_s():.1f} s and {tries} (REDRIVE_RETRY_DEADLINE_S="
+            f"{self.retry_deadline_s:g}), the last answer {_short_error(call.last_error)}: {hint}"
+        )
+
+    def _notify(self, call: _Call) -> None:
+        for listener in list(self.listeners):
+            listener(call)
+
+
+def _error_text(err: BaseException) -> str:
+    message = getattr(err, "message", None) or str(err) or type(err).__name__
+    code = getattr(getattr(err, "grpc_status_code", None), "name", None) or type(err).__name__
+    return f"{code}: {message}"
+
+
+def _short_error(text: str) -> str:
+    """UNAVAILABLE: failed to connect ...: Connection refused → UNAVAILABLE (Connection refused)."""
+    code, _, message = text.partition(": ")
+    last = message.rsplit(": ", 1)[-1].strip()
+    return f"{code} ({last[:60]})" if last else code
+
+
+def _subject(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    request = kwargs.get("request", args[0] if args else None)
+    if isinstance(request, Mapping):
+        return str(request.get("name") or request.get("parent") or "")
+    return str(getattr(request, "name", None) or getattr(request, "parent", None) or "")
+
+
+class _Watched:
+    """A Google client, built on first use, whose watched methods report each attempt to a
+    `_Watch`. A `retry` passed to a call is applied here, around single attempts, so that each
+    attempt is seen; the runtime's retries around calls made with retry=None are seen as such."""
+
+    def __init__(self, build: Callable[[], Any], service: str, watch: _Watch) -> None:
+        self._build = build
+        self._service = service
+        self._watch = watch
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _target(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._build()
+            return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        attr = getattr(self._target(), name)
+        method = _RPCS.get(name)
+        if method is None:
+            return attr
+        watch, service = self._watch, self._service
+
+        def attempt(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            call = watch.attempt(service, method, _subject(args, kwargs))
+            try:
+                answer = attr(*args, **kwargs)
+            except BaseException as err:
+                watch.failed(call, err)
+                raise
+            watch.answered(call)
+            return answer
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            from google.api_core.retry import Retry
+
+            retry = kwargs.get("retry")
+            if isinstance(retry, Retry):
+                kwargs["retry"] = None
+                return retry(lambda: attempt(args, kwargs))()
+            return attempt(args, kwargs)
+
+        return watched
+
+
+def _watched_tasks_client(settings: Any, watch: _Watch) -> Any:
+    from redrive.adapters.clients import tasks_client
+
+    host = settings.tasks_emulator_host
+    label = f"Cloud Tasks at {host}" if host else "Cloud Tasks (cloudtasks.googleapis.com)"
+    return _Watched(lambda: tasks_client(settings), label, watch)
+
+
+def _watched_run_clients(settings: Any, watch: _Watch) -> tuple[Any, Any]:
+    from functools import cache
+
+    from redrive.adapters.clients import run_clients
+
+    host = settings.run_emulator_host
+    label = f"Cloud Run Admin at {host}" if host else "Cloud Run Admin (run.googleapis.com)"
+    both = cache(lambda: run_clients(settings))
+    return _Watched(lambda: both()[0], label, watch), _Watched(lambda: both()[1], label, watch)
+
+
+def _describe(call: _Call, retry_deadline_s: float) -> str:
+    """The spinner's line for a call (after the spinner and the time since the call started)."""
+    from rich.markup import escape
+
+    what = f"{call.method} {escape(_tail(call.subject))}"
+    last = escape(_short_error(call.last_error)) if call.last_error else ""
+    if call.in_flight and call.attempts == 1:
+        return f"{what} [dim]· waiting for {escape(call.service)}[/]"
+    if call.in_flight:
+        return (
+            f"{what} · attempt {call.attempts}, last [yellow]{last}[/] [dim]· gives up after "
+            f"{retry_deadline_s:g} s[/]"
+        )
+    if last and not call.done:
+        service = escape(call.service)
+        return f"{what} · attempt {call.attempts}: [yellow]{last}[/] [dim]from {service}[/]"
+    return f"[dim]{what} answered[/]"
+
+
+def _tail(name: str) -> str:
+    """projects/p/locations/l/queues/q/tasks/t → queues/q/tasks/t (a line on a terminal)."""
+    parts = name.split("/")
+    return "/".join(parts[4:]) if len(parts) > 4 and parts[0] == "projects" else name
+
+
+class _Waiting:
+    """What people see while the command waits. On a terminal: a spinner (or the sweep's progress
+    bar) with the call, the time since it started, its last answer and attempt. Elsewhere: one
+    line on stderr when a call is retried, or when one attempt has had no answer for SLOW_S.
+    Never writes to stdout."""
+
+    SLOW_S = 5.0
+    """Not a terminal: an attempt without an answer for this long is said (a black-holed
+    address answers nothing until REDRIVE_RPC_TIMEOUT_S)."""
+
+    def __init__(self, watch: _Watch, err_console: Any) -> None:
+        self.watch = watch
+        self.console = err_console
+        self.live = _live_ok(err_console)
+        self.show: Callable[[_Call], None] | None = None
+        watch.listeners.append(self._on_call)
+
+    def _on_call(self, call: _Call) -> None:
+        if self.live:
+            if self.show is not None:
+                self.show(call)
+            return
+        if call.in_flight and call.attempts == 2:
+            last = _short_error(call.last_error or "no answer")
+            click.echo(
+                f"redrive: {call.service} did not answer {call.method} {_tail(call.subject)}: "
+                f"{last}; retrying for up to {self.watch.retry_deadline_s:g} s "
+                "(REDRIVE_RETRY_DEADLINE_S)",
+                err=True,
+            )
+
+    @contextmanager
+    def slow_calls(self) -> Iterator[None]:
+        """Not a terminal: a watchdog thread saying when an attempt has waited SLOW_S."""
+        if self.live:
+            yield
+            return
+        stop = threading.Event()
+
+        def watchdog() -> None:
+            said: tuple[int, int] | None = None
+            while not stop.wait(0.25):
+                call = self.watch.current()
+                if call is None or not call.in_flight or said == (id(call), call.attempts):
+                    continue
+                waited = time.monotonic() - call.attempt_started
+                if waited >= self.SLOW_S:
+                    said = (id(call), call.attempts)
+                    click.echo(
+                        f"redrive: still waiting for {call.service}: {call.method} "
+                        f"{_tail(call.subject)} has had no answer for {waited:.0f} s (an attempt "
+                        f"may take REDRIVE_RPC_TIMEOUT_S={self.watch.rpc_timeout_s:g}s, and is "
+                        f"retried for up to REDRIVE_RETRY_DEADLINE_S="
+                        f"{self.watch.retry_deadline_s:g}s)",
+                        err=True,
+                    )
+
+        thread = threading.Thread(target=watchdog, name="redrive-waiting", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+
+    @contextmanager
+    def spinner(self) -> Iterator[None]:
+        """A spinner on stderr for the duration (a terminal only; gone when done)."""
+        if not self.live:
+            with self.slow_calls():
+                yield
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.table import Column
+
+        bar = Progress(
+            SpinnerColumn(table_column=Column(no_wrap=True, min_width=1)),
+            TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
+            # The line gets what is left, cut at the edge: the spinner and the time always show.
+            TextColumn("{task.description}", table_column=Column(ratio=1, no_wrap=True)),
+            console=self.console,
+            expand=True,
+            transient=True,
+            # Records on stdout pass through the display only when stdout is this terminal too.
+            redirect_stdout=sys.stdout.isatty(),
+            redirect_stderr=False,
+        )
+        task_id = bar.add_task("[dim]working[/]", total=None)
+        shown: list[_Call] = []
+
+        def show(call: _Call) -> None:
+            description = _describe(call, self.watch.retry_deadline_s)
+            if shown and shown[0] is call:
+                bar.update(task_id, description=description)
+            else:
+                shown[:] = [call]
+                bar.reset(task_id, description=description)  # the elapsed time is the call's
+            bar.refresh()
+
+        self.show = show
+        try:
+            with bar:
+                yield
+        finally:
+            self.show = None
+
+
+def _waiting(watch: _Watch) -> _Waiting:
+    return _Waiting(watch, _err_console())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +620,7 @@ def _console(json_output: bool) -> Any:
     "--deployed-at",
     metavar="TIME",
     default=None,
-    help="RFC 3339 time the fix went live (the static fix check).",
+    help="RFC 3339 time the fix went live (the static fix check); not in the future.",
 )
 @click.option(
     "--allow-any-queue",
@@ -181,7 +640,7 @@ def run(
     """One guarded forced run of TASK_NAME (projects/P/locations/L/queues/Q/tasks/T).
 
     The same guards as the functions: not found, in flight, not failing, fix not deployed;
-    then RunTask, and the outcome is printed.
+    then RunTask, and the outcome is printed. A task whose queue does not exist exits 2.
     """
     from redrive import pipeline
     from redrive.core.decide import Failure, SignalRef
@@ -194,6 +653,7 @@ def run(
     overrides: dict[str, Any] = {}
     when = _parse_time(deployed_at, "--deployed-at")
     if when is not None:
+        _refuse_future(when, "--deployed-at")
         overrides["fix_deployed_at"] = when
         overrides["fix_check"] = fix_check or "static"
     elif fix_check is not None:
@@ -203,24 +663,65 @@ def run(
     if allow_any_queue:
         overrides["allowed_queues"] = _allow([task.queue_name])
     records = _Records(echo=json_output)
-    rt = _runtime(records, **overrides)
-    failure = Failure(task, rt.clock(), SignalRef("cli", "operator"))
-    started = time.monotonic()
-    request = pipeline.Request(failure, pipeline.Act.RUN, owner=f"cli:{uuid.uuid4().hex}")
-    result = pipeline.process(request, rt)
+    watch = _Watch()
+    rt = _runtime(records, watch, **overrides)
+    waiting = _waiting(watch)
+    with waiting.spinner():
+        failure = Failure(task, rt.clock(), SignalRef("cli", "operator"))
+        started = time.monotonic()
+        request = pipeline.Request(failure, pipeline.Act.RUN, owner=f"cli:{uuid.uuid4().hex}")
+        result = pipeline.process(request, rt)
+        outcome = result.outcome.value
+        missing = _missing_queue(rt, watch, task) if outcome == "NOT_FOUND" else None
+    # Recorded (and, with --json, printed) once the spinner is gone.
     pipeline.record(
         rt, result, failure=failure, signal=failure.signal, entry_point="cli", started=started
     )
     record = records.records[-1]
+    gave_up = watch.gave_up() if outcome in _FAILED else None
     if not json_output:
-        _print_record(_console(json_output), record)
-    outcome = result.outcome.value
+        _print_record(_console(json_output), record, waited=gave_up, missing_queue=missing)
+    elif gave_up:
+        click.echo(f"redrive: {gave_up}", err=True)
+    if json_output and outcome == "SKIPPED_NOT_ALLOWED":
+        click.echo(f"redrive: queue {task.queue_name} is not allowed: {ALLOW_HINT}", err=True)
+    if missing is not None:
+        said = f" ({missing})" if json_output else ""
+        _fail(f"queue {task.queue_name} does not exist{said}: check the name")
     if outcome in _FAILED:
         sys.exit(EXIT_FAILED)
     if outcome in _USAGE:
         sys.exit(EXIT_USAGE)
     if outcome in _LATER:
         sys.exit(EXIT_INCOMPLETE)
+
+
+QUEUE_MISSING_TEXT = "queue does not exist"
+"""What Cloud Tasks answers GetTask when the task's queue does not exist (a missing task is
+"Requested entity was not found.")."""
+
+
+def _missing_queue(rt: Any, watch: _Watch, task: Any) -> str | None:
+    """Cloud Tasks' answer when the task's queue does not exist, else None (the task is gone).
+
+    GetTask's NOT_FOUND text tells a missing queue from a missing task; when it does not, one
+    GetQueue settles it (an unanswered or refused GetQueue leaves it at "the task is gone")."""
+    text = watch.errors.get(("GetTask", str(task)), "")
+    if QUEUE_MISSING_TEXT in text.lower():
+        return text
+    from google.api_core import exceptions as gexc
+
+    try:
+        rt.tasks.client.get_queue(
+            request={"name": str(task.queue_name)},
+            retry=None,
+            timeout=min(rt.settings.rpc_timeout_s, 10.0),
+        )
+    except gexc.NotFound as err:
+        return _error_text(err)
+    except Exception:
+        return None
+    return None
 
 
 _STYLES = {
@@ -238,16 +739,28 @@ def _style(outcome: str) -> str:
     return _STYLES.get(outcome, "yellow" if outcome.startswith("SKIPPED") else "white")
 
 
-def _print_record(console: Any, record: Mapping[str, Any]) -> None:
+def _print_record(
+    console: Any,
+    record: Mapping[str, Any],
+    *,
+    waited: str | None = None,
+    missing_queue: str | None = None,
+) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # long names and reasons wrap, never "…"
     outcome = str(record["outcome"])
     table.add_row("outcome", f"[{_style(outcome)}]{outcome}[/]")
-    table.add_row("task", str(record.get("task")))
-    table.add_row("reason", str(record.get("reason")))
+    table.add_row("task", escape(str(record.get("task"))))
+    reason = str(record.get("reason"))
+    if missing_queue is not None:
+        reason = f"the task's queue does not exist (Cloud Tasks: {missing_queue})"
+    table.add_row("reason", escape(reason))
+    if waited:
+        table.add_row("waited", escape(waited))
     state = record.get("task_state") or {}
     if state:
         table.add_row(
@@ -259,14 +772,18 @@ def _print_record(console: Any, record: Mapping[str, Any]) -> None:
     if fix:
         table.add_row(
             "fix",
-            f"{fix.get('strategy')}: live since {fix.get('live_since') or '-'}"
-            + (f" ({fix.get('service')})" if fix.get("service") else ""),
+            escape(
+                f"{fix.get('strategy')}: live since {fix.get('live_since') or '-'}"
+                + (f" ({fix.get('service')})" if fix.get("service") else "")
+            ),
         )
     run_info = record.get("run") or {}
     if run_info:
         table.add_row("run", f"dispatch count now {run_info.get('dispatch_count_after')}")
     if record.get("dry_run"):
         table.add_row("dry run", "yes")
+    if outcome == "SKIPPED_NOT_ALLOWED":
+        table.add_row("hint", ALLOW_HINT)
     console.print(table)
 
 
@@ -280,8 +797,8 @@ def _print_record(console: Any, record: Mapping[str, Any]) -> None:
     "--deployed-at",
     metavar="TIME",
     required=True,
-    help="RFC 3339 time the fix went live: tasks whose last attempt failed before it are "
-    "re-driven.",
+    help="RFC 3339 time the fix went live (not in the future): tasks whose last attempt "
+    "failed before it are re-driven.",
 )
 @click.option(
     "--rate",
@@ -323,7 +840,7 @@ def sweep(
     Queues are full names (projects/P/locations/L/queues/Q). Tasks in flight, never attempted,
     or dispatched again since the deploy are left alone; each selected task gets the guarded
     decision and one RunTask, at --rate per second. Safe to run again: tasks already re-driven
-    are no longer selected.
+    are no longer selected. The table ends with the reasons of everything not re-driven.
     """
     from redrive.core.decide import SignalRef
     from redrive.core.selection import SweepPlan
@@ -332,18 +849,19 @@ def sweep(
     names = tuple(dict.fromkeys(_queue(q) for q in queues))
     when = _parse_time(deployed_at, "--deployed-at")
     assert when is not None
+    _refuse_future(when, "--deployed-at")
     overrides: dict[str, Any] = {"direct_rate_per_s": rate}
     if dry_run:
         overrides["dry_run"] = True
     if allow_any_queue:
         overrides["allowed_queues"] = _allow(list(names))
     records = _Records(echo=json_output)
-    records.keep = False  # per-task records stream out; only counters stay in memory
-    rt = _runtime(records, **overrides)
+    records.keep = False  # per-task records stream out; only counters and reasons stay
+    watch = _Watch()
+    rt = _runtime(records, watch, **overrides)
     plan = SweepPlan(names, when, SignalRef("cli", "operator"), "command line")
-    console = _console(json_output)
-    totals = _task_totals(rt, names)
-    progress_bar, on_progress = _progress(console, totals, quiet=json_output)
+    waiting = _waiting(watch)
+    progress_bar, on_progress, set_total = _progress(waiting)
     sweeper = Sweeper(
         rt,
         budget_s=budget if budget is not None else 1e12,
@@ -352,9 +870,16 @@ def sweep(
         owner=f"cli:{uuid.uuid4().hex}",
     )
     with progress_bar:
+        set_total(_task_totals(rt, names))
         report = sweeper.run(plan)
+    gave_up = watch.gave_up() if _sweep_failed(report) else None
     if not json_output:
-        _print_sweep(console, report.record())
+        _print_sweep(_console(json_output), report.record(), report, records, waited=gave_up)
+    else:
+        if gave_up:
+            click.echo(f"redrive: {gave_up}", err=True)
+        if "SKIPPED_NOT_ALLOWED" in report.queue_outcomes.values():
+            click.echo(f"redrive: a queue is not allowed: {ALLOW_HINT}", err=True)
     sys.exit(_sweep_exit(report))
 
 
@@ -365,66 +890,167 @@ def _task_totals(rt: Any, names: tuple[Any, ...]) -> int | None:
     total = 0
     try:
         for name in names:
+            # One attempt, no retries: only a nicety, the sweep itself reports what it finds.
             queue = rt.tasks.client.get_queue(
-                request={"name": str(name), "read_mask": {"paths": ["name", "stats"]}}
+                request={"name": str(name), "read_mask": {"paths": ["name", "stats"]}},
+                retry=None,
+                timeout=min(rt.settings.rpc_timeout_s, 10.0),
             )
             total += int(queue.stats.tasks_count)
-    except Exception:
-        return None  # only a nicety: the sweep itself reports what it finds
+    except Exception as err:
+        if _setup_problem(err):
+            raise
+        return None
     return total
 
 
 def _progress(
-    console: Any, total: int | None, *, quiet: bool
-) -> tuple[Any, Callable[[Any], None] | None]:
-    from contextlib import nullcontext
+    waiting: _Waiting,
+) -> tuple[Any, Callable[[Any], None] | None, Callable[[int | None], None]]:
+    """The sweep's live progress bar, on stderr when it is a terminal, with what is waited for
+    when a call is slow or retried (else the not-a-terminal lines); its `on_progress`; a setter
+    of its total."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
+    from rich.table import Column
+    from rich.text import Text
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    if not waiting.live:
+        return waiting.slow_calls(), None, lambda total: None
 
-    if quiet:
-        return nullcontext(), None
+    class WaitColumn(ProgressColumn):
+        """Read at every refresh: the call, when it has waited a second or is retried."""
+
+        def render(self, task: Any) -> Text:
+            call = waiting.watch.current()
+            if call is None or call.done:
+                return Text("")
+            waited = call.waited_s()
+            if call.in_flight and call.attempts == 1 and waited < 1.0:
+                return Text("")
+            last = _short_error(call.last_error or "")
+            if call.in_flight and call.attempts > 1:
+                what = f"{call.method} attempt {call.attempts}, {waited:.0f} s, after {last}"
+            elif call.in_flight:
+                what = f"waiting {waited:.0f} s for {call.service}: {call.method}"
+            else:
+                what = f"{call.method} attempt {call.attempts}: {last}"
+            return Text(f"· {what}", style="yellow", no_wrap=True, overflow="ellipsis")
+
     bar = Progress(
         TextColumn("[bold]sweeping[/]"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
         TextColumn("tasks seen · {task.fields[line]}"),
-        console=console,
+        WaitColumn(table_column=Column(ratio=1, no_wrap=True)),
+        console=waiting.console,
         transient=False,
+        expand=True,
+        redirect_stdout=sys.stdout.isatty(),
+        redirect_stderr=False,
     )
-    task_id = bar.add_task("sweep", total=total, line="")
+    task_id = bar.add_task("sweep", total=None, line="0 selected")
 
     def update(p: Any) -> None:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(p.counts.items()))
         line = f"{p.selected} selected" + (f" · {counts}" if counts else "")
         bar.update(task_id, completed=p.tasks_seen, line=line)
 
-    return bar, update
+    def show(call: _Call) -> None:
+        if call.last_error is not None or call.attempts > 1:  # else the next refresh will do
+            bar.refresh()
+
+    waiting.show = show
+    return bar, update, lambda total: bar.update(task_id, total=total)
 
 
-def _print_sweep(console: Any, record: Mapping[str, Any]) -> None:
+def _sweep_failed(report: Any) -> bool:
+    return bool(
+        any(report.counts[o] for o in _FAILED) or set(report.queue_outcomes.values()) & _FAILED
+    )
+
+
+_REASON_ROWS = 12
+"""Reasons shown under a sweep's table (most frequent first; --json has every line)."""
+
+
+def _print_sweep(
+    console: Any,
+    record: Mapping[str, Any],
+    report: Any,
+    records: _Records,
+    *,
+    waited: str | None = None,
+) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="redrive sweep", show_lines=False)
     table.add_column("decision")
     table.add_column("tasks", justify="right")
-    for outcome, count in sorted(Counter(record["counts"]).items()):
-        table.add_row(f"[{_style(outcome)}]{outcome}[/]", str(count))
+    counts = Counter(record["counts"])
+    # The runtime counts a queue whose listing FAILED among the FAILED: here it is a queue row.
+    counts["FAILED"] -= sum(1 for o in record["queue_outcomes"].values() if o == "FAILED")
+    for outcome, count in sorted(counts.items()):
+        if count > 0:
+            table.add_row(f"[{_style(outcome)}]{outcome}[/]", str(count))
     for why, count in sorted(Counter(record["skipped"]).items()):
         table.add_row(f"[dim]not selected: {why.lower().replace('_', ' ')}[/]", str(count))
-    for queue, outcome in sorted(record["queue_outcomes"].items()):
-        table.add_row(f"[{_style(outcome)}]queue {outcome}[/]", queue)
-    table.caption = (
+    for outcome, count in sorted(Counter(record["queue_outcomes"].values()).items()):
+        table.add_row(f"[{_style(outcome)}]queue {outcome}[/]", f"{count} queue(s)")
+    console.print(table)
+    failed = _sweep_failed(report)
+    console.print(
         f"{record['tasks_seen']} tasks seen in {record['pages']} page(s), "
         f"{record['selected']} selected, {record['duration_ms'] / 1000:.1f} s"
-        + ("" if record["complete"] else " — INCOMPLETE: budget spent, run again to resume")
+        + ("" if report.complete else " — [bold]INCOMPLETE[/]: budget spent, run again to resume")
+        + (" — [bold red]FAILED[/]: the reasons are below; run again once fixed" if failed else "")
         + (" — DRY RUN" if record["dry_run"] else "")
     )
+    _print_reasons(console, records)
+    if waited:
+        console.print(f"[bold red]gave up:[/] {escape(waited)}")
+    if "SKIPPED_NOT_ALLOWED" in record["queue_outcomes"].values():
+        console.print(f"[yellow]hint:[/] {ALLOW_HINT}")
+
+
+def _print_reasons(console: Any, records: _Records) -> None:
+    """Why queues were not swept and tasks not re-driven: the outcome lines' reasons, whole and
+    wrapped to the terminal (never cut)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not records.queues and not records.reasons:
+        return
+    table = Table(title="why", title_justify="left", box=None, pad_edge=False, show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold", ratio=1)
+    for queue, (outcome, reason) in sorted(records.queues.items()):
+        table.add_row(
+            f"[{_style(outcome)}]{outcome}[/]", f"queue {escape(queue)}: {escape(reason)}"
+        )
+
+    def rank(item: tuple[tuple[str, str], int]) -> tuple[int, int, str]:
+        (outcome, _), count = item
+        return (0 if outcome in _FAILED else 1 if outcome in _LATER else 2, -count, outcome)
+
+    ranked = sorted(records.reasons.items(), key=rank)
+    for (outcome, reason), count in ranked[:_REASON_ROWS]:
+        example = records.examples.get((outcome, reason), "")
+        where = f"task {_tail(example)}" if count == 1 and example else f"{count} tasks"
+        table.add_row(f"[{_style(outcome)}]{outcome}[/]", f"{escape(where)}: {escape(reason)}")
+    if len(ranked) > _REASON_ROWS:
+        rest = sum(count for _, count in ranked[_REASON_ROWS:])
+        table.add_row(
+            "…",
+            f"{len(ranked) - _REASON_ROWS} more reason(s) for {rest} task(s): --json prints "
+            "every outcome line",
+        )
     console.print(table)
 
 
 def _sweep_exit(report: Any) -> int:
     queue_outcomes = set(report.queue_outcomes.values())
-    if any(report.counts[o] for o in _FAILED) or queue_outcomes & _FAILED:
+    if _sweep_failed(report):
         return EXIT_FAILED
     if queue_outcomes & {"NOT_FOUND", "SKIPPED_NOT_ALLOWED"}:
         return EXIT_USAGE
@@ -453,15 +1079,21 @@ def inspect(queue: str, limit: int, json_output: bool) -> None:
     from redrive.sweep import failing_tasks
 
     name = _queue(queue)
-    rt = _runtime(_Records(echo=False))
+    watch = _Watch()
+    rt = _runtime(_Records(echo=False), watch)
     try:
-        states, seen, failing = failing_tasks(rt.tasks, name, limit, rt.settings.retry_deadline_s)
+        with _waiting(watch).spinner():
+            states, seen, failing = failing_tasks(
+                rt.tasks, name, limit, rt.settings.retry_deadline_s
+            )
     except errors.NotFoundError as err:
         _fail(f"queue not found: {err}")
     except errors.PermissionDeniedError as err:
         _fail(str(err), EXIT_FAILED)
     except errors.RedriveError as err:
-        _fail(f"listing {name} failed: {err}", EXIT_FAILED)
+        gave_up = watch.gave_up()
+        detail = f"\n  {gave_up}" if gave_up else ""
+        _fail(f"listing {name} failed: {err}{detail}", EXIT_FAILED)
     rows = [_inspect_row(s) for s in states]
     if json_output:
         for row in rows:
@@ -477,7 +1109,7 @@ def inspect(queue: str, limit: int, json_output: bool) -> None:
         ("last attempt", "left"),
         ("next schedule", "left"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for row in rows:
         table.add_row(
             row["task_id"],
@@ -523,7 +1155,8 @@ def demo(json_output: bool) -> None:
 
     Starts the emulator, a target service that fails until "fixed", and handle_signal under
     functions-framework; tasks fail, an alert finds the fix not deployed, a deploy is announced
-    and the failed tasks are re-driven and complete; a late duplicate alert finds nothing.
+    and the failed tasks are re-driven and complete; a late duplicate alert finds nothing. The
+    emulator's clock runs 60x, so its times are ahead of this machine's.
     """
     from redrive_tools.demo import run_demo
 

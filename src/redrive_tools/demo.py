@@ -13,6 +13,10 @@ The story, one step at a time:
      arrives → the sweep re-drives the failed tasks (DISPATCHED) and they complete;
   4. a late duplicate of the alert arrives → NOT_FOUND (the tasks are done and gone).
 
+Times shown are the emulator's: its clock runs TIME_SCALE (60) times faster than the wall clock,
+so they are ahead of this machine's clock (the narrative and the outcome table say so). gRPC's own
+log lines are silenced (GRPC_VERBOSITY=ERROR, in this process and in functions-framework's).
+
 `run_demo` returns 0 when every step produced what it should, 1 otherwise.
 """
 
@@ -27,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,8 @@ TIME_SCALE = 60.0
 """Emulated time runs 60x: the queue's one-hour retry delay lasts a minute, longer than the demo."""
 WAIT_S = 30.0
 """Hang guard for anything asynchronous; the demo itself takes a few seconds."""
+GRPC_QUIET = {"GRPC_VERBOSITY": "ERROR"}
+"""gRPC's own log lines ("Got goaway", "chttp2_transport.cc") are not part of the story."""
 
 
 class AppService:
@@ -144,24 +150,33 @@ class Narrator:
         self.json_output = json_output
         self.console = Console(stderr=json_output, highlight=False)
         self.rows: list[tuple[str, dict[str, Any]]] = []
+        self.ahead_s: float | None = None
+        """How far the emulated clock was ahead of the wall clock at the end."""
 
     def step(self, number: int, text: str) -> None:
         self.console.print(f"\n[bold cyan]{number}.[/] [bold]{text}[/]")
 
     def say(self, text: str) -> None:
-        self.console.print(f"   {text}")
+        from rich.padding import Padding
+        from rich.text import Text
+
+        self.console.print(Padding(Text.from_markup(text), (0, 0, 0, 3)))  # wrapped lines too
 
     def outcomes(self, step: str, records: list[dict[str, Any]]) -> None:
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold", ratio=1)  # the whole reason, wrapped, never cut
         for record in records:
             self.rows.append((step, record))
             outcome = str(record.get("outcome"))
             subject = (record.get("task") or "").rsplit("/", 1)[-1] or "-"
             colour = "green" if outcome == "DISPATCHED" else "yellow"
-            reason = str(record.get("reason"))
-            reason = reason if len(reason) <= 60 else reason[:59] + "…"
+            reason = escape(str(record.get("reason")))
             table.add_row("  ", f"[{colour}]{outcome}[/]", subject, f"[dim]{reason}[/]")
             if self.json_output:
                 print(json.dumps(record), flush=True)
@@ -171,11 +186,12 @@ class Narrator:
         from rich.table import Table
 
         table = Table(title="outcome lines (one per decision)", title_justify="left")
-        for column in ("step", "outcome", "task", "fix evidence"):
+        for column in ("step", "outcome", "task"):
             table.add_column(column)
+        table.add_column("fix evidence (emulated clock, UTC)", overflow="fold")
         for step, record in self.rows:
             fix = record.get("fix") or {}
-            since = str(fix.get("live_since") or "-")[:19].replace("T", " ")
+            since = str(fix.get("live_since") or "-")
             evidence = f"{fix.get('strategy')}, live since {since}" if fix else "-"
             table.add_row(
                 step,
@@ -183,6 +199,12 @@ class Narrator:
                 (record.get("task") or "-").rsplit("/", 1)[-1],
                 evidence,
             )
+        if self.ahead_s is not None:
+            table.caption = (
+                f"Times are the emulator's clock: it runs {TIME_SCALE:g}x, and was "
+                f"{_duration(self.ahead_s)} ahead of this machine's clock at the end."
+            )
+            table.caption_justify = "left"
         self.console.print()
         self.console.print(table)
         verdict = "[bold green]demo OK[/]" if ok else "[bold red]demo FAILED[/]"
@@ -199,12 +221,16 @@ def _stack(workdir: Path) -> Iterator[tuple[Any, AppService, FunctionServer, Any
         app = AppService().start()
         stack.callback(app.stop)
         client = tasks_client(emu.grpc_target, "v2beta3")
+        # Closed before the emulator stops (callbacks run last first): a channel open while the
+        # server goes away is what makes gRPC log "Got goaway".
+        stack.callback(client.transport.close)
         client.create_queue(request={"parent": PARENT, "queue": {"name": CLAIMS_QUEUE}})
         client.pause_queue(request={"name": CLAIMS_QUEUE})
         # The buggy version: deployed a day (emulated) before anything fails.
         emu.cloudrun.deploy(SERVICE, uri=app.url, at=emu.clock.now() - timedelta(days=1))
         env = {
             **emu.env(),
+            **{k: os.environ.get(k, v) for k, v in GRPC_QUIET.items()},
             "REDRIVE_ALLOWED_QUEUES": QUEUE,
             "REDRIVE_FIX_CHECK": "revision",
             "REDRIVE_SERVICE_MAP": json.dumps({SERVICE: [QUEUE]}),
@@ -228,6 +254,8 @@ def _stack(workdir: Path) -> Iterator[tuple[Any, AppService, FunctionServer, Any
 
 def run_demo(json_output: bool = False) -> int:
     """Run the story; 0 when every step produced the expected outcomes, else 1."""
+    for key, value in GRPC_QUIET.items():
+        os.environ.setdefault(key, value)  # read when gRPC starts, which is after this
     narrator = Narrator(json_output)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="redrive-demo-") as tmp:
@@ -241,10 +269,16 @@ def run_demo(json_output: bool = False) -> int:
 
 
 def _story(n: Narrator, workdir: Path) -> bool:
+    from rich.markup import escape
+
     n.console.print(
-        "[bold]redrive demo[/]: Cloud Tasks emulator (in process, time x60), an application "
-        "that fails until fixed, and handle_signal under functions-framework (direct mode, "
-        "revision fix check)."
+        f"[bold]redrive demo[/]: Cloud Tasks emulator (in process, time x{TIME_SCALE:g}), an "
+        "application that fails until fixed, and handle_signal under functions-framework "
+        "(direct mode, revision fix check)."
+    )
+    n.say(
+        f"[dim]The emulator's clock runs {TIME_SCALE:g}x (an hour of retry delay lasts a minute), "
+        "so the times below are emulated and run ahead of this machine's clock.[/]"
     )
     with _stack(workdir) as (emu, app, fn, client):
         ok = True
@@ -288,7 +322,10 @@ def _story(n: Narrator, workdir: Path) -> bool:
             return all("response_status" in t.last_attempt for t in tasks)
 
         wait_for(failed_once, "the first attempts to fail")
-        n.say(f"{TASKS} tasks in {QUEUE}: first attempt answered 500; next retry in an hour")
+        n.say(
+            f"{TASKS} tasks in {QUEUE}: first attempt answered 500; next retry in an hour "
+            "(emulated)"
+        )
 
         n.step(2, "A dead-letter alert names them: is a fix deployed?")
         alert = {"tasks": names, "dispatchCount": 1}
@@ -309,7 +346,7 @@ def _story(n: Narrator, workdir: Path) -> bool:
         ok &= status == 200 and _all(got, "DISPATCHED", TASKS)
         sweep = [x for x in fn.lines() if x.get("event") == "redrive.sweep"]
         if sweep:
-            n.say(f"[dim]{sweep[-1]['message']}[/]")
+            n.say(f"[dim]{escape(str(sweep[-1]['message']))}[/]")
 
         def completed() -> bool:
             gone = 0
@@ -336,7 +373,15 @@ def _story(n: Narrator, workdir: Path) -> bool:
         n.outcomes("late alert", got)
         ok &= status == 200 and _all(got, "NOT_FOUND", TASKS)
         n.say("nothing to do: completed tasks are gone, so nothing runs twice")
+        n.ahead_s = (emu.clock.now() - datetime.now(UTC)).total_seconds()
         return bool(ok)
+
+
+def _duration(seconds: float) -> str:
+    """12.3 → "12 s"; 185 → "3 min 5 s"."""
+    whole = max(0, round(seconds))
+    minutes, rest = divmod(whole, 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def _records(fn: FunctionServer, message_id: str) -> list[dict[str, Any]]:
