@@ -351,7 +351,9 @@ def test_granted_permissions_are_exactly_those_of_the_calls_in_the_source(module
     gated = str(module.locals["feature_target_permissions"])
     assert "var.recreate.enabled" in gated, gated
     assert set(quoted_permissions(module.locals["feature_target_permissions"])) == recreate
-    pipeline_source = (ROOT / "src/redrive/pipeline.py").read_text()
+    pipeline_source = "".join(
+        path.read_text() for path in (ROOT / "src/redrive/pipeline").glob("*.py")
+    )
     assert "delete_task" in calls and "create_copy" in pipeline_source
     runner_perms -= recreate
     want_target = {CALL_PERMISSION[c] for c in calls if c in TARGET_QUEUE_CALLS} - recreate

@@ -38,10 +38,11 @@ from redrive.core.claims import Checkpoint
 from redrive.core.decide import Failure, FixEvidence, SignalRef
 from redrive.core.names import QueueName
 from redrive.core.outcomes import Outcome
+from redrive.core.parking import Parked, Verdict, park_check
 from redrive.core.records import COMPONENT, Result, build_record, iso, signal_fields
 from redrive.core.recreate import Method, MethodChoice, choose_method
-from redrive.core.selection import Pick, SweepPlan, plan_for, select
-from redrive.core.signals import Deploy, QueueAlert
+from redrive.core.selection import Pick, SweepPlan, patrol_plan, plan_for, select
+from redrive.core.signals import Deploy, Patrol, QueueAlert
 from redrive.core.state import TaskState
 from redrive.runtime import Runtime
 
@@ -61,6 +62,8 @@ RECREATE_WORKERS = 32
 PAGE_SIZE = 1000
 """ListTasks' maximum page size: fewest round trips, one page (≈1 MB of BASIC tasks) in memory."""
 SWEEP_EVENT = "redrive.sweep"
+FIX_LIVE = "FIX_LIVE"
+"""A patrol's skip: the task's next attempt would be its last, and runs on a live fix."""
 DEPLOY_STRATEGY = "deploy-signal"
 
 
@@ -99,6 +102,9 @@ class SweepReport:
     stopped_at: dict[str, Any] | None = None
     resumed_from_page: int | None = None
     """Queued mode: the page a redelivered sweep resumed at (its last checkpoint's next page)."""
+    parking: dict[str, Any] = field(default_factory=dict)
+    """The parking queue as this sweep saw it: parked tasks looked at and restored (a deploy),
+    or counted, expiring and the queue's state (a patrol)."""
     duration_ms: float = 0.0
 
     @property
@@ -114,6 +120,7 @@ class SweepReport:
         # and a sweep with FAILED tasks or queues says so in its severity and message.
         unlisted = sorted(q for q, o in self.queue_outcomes.items() if o in _FAILURES)
         failed = bool(unlisted) or any(self.counts.get(o) for o in _FAILURES)
+        failed = failed or self.parking.get("state") not in (None, "PAUSED")
         complete = self.complete and not unlisted
         if not self.complete:
             done = "INCOMPLETE (budget spent; will be delivered again)"
@@ -124,17 +131,21 @@ class SweepReport:
         counts = (
             ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())) or "nothing re-driven"
         )
+        name = "PATROL" if plan.purpose == "patrol" else "SWEEP"
+        queues = len(plan.queues) + self.parking.get("location_queues", 0)
         message = (
-            f"SWEEP {len(plan.queues)} queue(s), {self.tasks_seen} task(s) seen in {self.pages} "
+            f"{name} {queues} queue(s), {self.tasks_seen} task(s) seen in {self.pages} "
             f"page(s), {self.selected} selected: {counts}; {done}"
         )
+        message += _parking_note(self.parking)
         if self.resumed_from_page:
             message += f"; resumed at page {self.resumed_from_page} (checkpoint)"
         if self.stopped_at:
             message += f"; stopped in {self.stopped_at['queue']} at page {self.stopped_at['page']}"
+        warn = not complete or bool(self.parking.get("expiring"))
         return {
             "event": SWEEP_EVENT,
-            "severity": "ERROR" if failed else "INFO" if complete else "WARNING",
+            "severity": "ERROR" if failed else "WARNING" if warn else "INFO",
             "message": message[:1000],
             "outcome": Outcome.SWEEP.value,
             "queues": [str(q) for q in plan.queues],
@@ -154,6 +165,8 @@ class SweepReport:
             "complete": complete,
             "stopped_at": self.stopped_at,
             "resumed_from_page": self.resumed_from_page,
+            "purpose": plan.purpose,
+            "parking": dict(self.parking) or None,
             "duration_ms": round(self.duration_ms, 1),
             "dry_run": self.dry_run,
             "mode": self.mode,
@@ -164,6 +177,26 @@ class SweepReport:
 
 _FAILURES = frozenset({Outcome.FAILED.value, Outcome.PERMISSION_DENIED.value})
 """Outcomes that make a SWEEP line an ERROR: a task or a queue's listing failed."""
+
+
+def _parking_note(parking: dict[str, Any]) -> str:
+    """The parking queue's part of a SWEEP or PATROL message."""
+    if not parking.get("queue"):
+        return ""
+    if "parked" not in parking:
+        return f"; {parking.get('restore_selected', 0)} parked task(s) to restore"
+    note = f"; {parking['parked']} task(s) parked"
+    if parking.get("expiring"):
+        note += (
+            f", {parking['expiring']} within REDRIVE_PARKED_WARN_S of the parking queue's "
+            "retention limit (restore or purge them)"
+        )
+    if parking.get("state") not in (None, "PAUSED"):
+        note += (
+            f"; the parking queue is {parking['state']}, not PAUSED: pause it (its copies cannot "
+            "reach a target, but they are deleted once their retries run out)"
+        )
+    return note
 
 
 class BudgetSpent(Exception):  # noqa: N818 - a signal inside the driver, never raised out
@@ -223,7 +256,7 @@ class Sweeper:
         self._clean = True
         self._page_faults = 0
         try:
-            for queue in plan.queues:
+            for queue in self._queues(plan):
                 if not self._queue_allowed(queue):
                     continue
                 try:
@@ -231,6 +264,11 @@ class Sweeper:
                 except BudgetSpent:
                     report.complete = False
                     break
+            else:
+                try:
+                    self._parking_pass()
+                except BudgetSpent:
+                    report.complete = False
         finally:
             if self._jobs is not None:
                 self._jobs.close()
@@ -241,6 +279,38 @@ class Sweeper:
         return report
 
     # -- queues and pages ------------------------------------------------------------------
+
+    def _queues(self, plan: SweepPlan) -> list[QueueName]:
+        """The plan's queues, then every queue of its locations (ListQueues) but redrive's own."""
+        queues = list(plan.queues)
+        own = self.settings.own_queues
+        for location in plan.locations:
+            try:
+                found = self.rt.tasks.list_queues(location)
+            except errors.RedriveError as err:
+                decision = self.rt.for_error(err)
+                assert decision.outcome is not None
+                self._location_line(location, decision.outcome, decision.reason)
+                continue
+            extra = [q for q in found if q not in own and q not in queues]
+            self._report.parking["location_queues"] = self._report.parking.get(
+                "location_queues", 0
+            ) + len(extra)
+            queues.extend(extra)
+        return queues
+
+    def _location_line(self, location: str, outcome: Outcome, reason: str) -> None:
+        self._report.queue_outcomes[location] = outcome.value
+        if outcome is Outcome.FAILED:
+            self._report.counts[Outcome.FAILED.value] += 1
+        pipeline.record(
+            self.rt,
+            Result(outcome, f"listing the queues of {location} failed: {reason}"),
+            failure=None,
+            signal=self._plan.signal,
+            entry_point=self.entry_point,
+            extra={"sweep": True, "queue": location},
+        )
 
     def _queue_allowed(self, queue: QueueName) -> bool:
         refusal = self.rt.policy.queue_refusal(queue)
@@ -298,6 +368,9 @@ class Sweeper:
         report = self._report
         progress = self._progress
         progress.queue = str(queue)
+        if self._plan.purpose == "patrol":
+            self._patrol_queue(queue)
+            return
         try:
             pages = self._prefetched(queue) if self.settings.queued else self._pages(queue)
             method: Method | None = None
@@ -334,6 +407,153 @@ class Sweeper:
             else:
                 reason = f"listing tasks failed: {decision.reason}"
             self._queue_line(queue, Result(decision.outcome, reason, decision.http_status))
+
+    # -- parking: the patrol, restores after a deploy, the parking queue's census ------------
+
+    def _patrol_queue(self, queue: QueueName) -> None:
+        """Park every task of the queue whose next attempt would be its last and whose fix is
+        not live; count the others by the park rule's verdict."""
+        report, settings = self._report, self.settings
+        try:
+            info = self.rt.tasks.queue_info(queue)
+            for page in self._pages(queue):
+                report.pages += 1
+                self._progress.pages += 1
+                now = self.rt.clock()
+                chosen: list[TaskState] = []
+                for task in page.tasks:
+                    state = TaskState.from_task(task)
+                    report.tasks_seen += 1
+                    check = park_check(
+                        state,
+                        info.rule.merged(state),
+                        now=now,
+                        margin_s=settings.park_margin_s,
+                        retention=info.retention,
+                        expiry_margin_s=settings.park_before_expiry_s,
+                    )
+                    if check.verdict is Verdict.PARK:
+                        chosen.append(state)
+                    else:
+                        report.skipped[check.verdict.value] += 1
+                requests = []
+                for state in chosen:
+                    evidence = self._evidence(state)
+                    if evidence.strategy != "none" and evidence.covers(state.failed_at):
+                        # Its last attempt runs on the fixed code: that is the re-drive.
+                        report.skipped[FIX_LIVE] += 1
+                        continue
+                    failure = self._failure(state)
+                    requests.append((failure, self._request(failure, state, pipeline.Act.PARK)))
+                report.selected += len(requests)
+                self._progress.tasks_seen, self._progress.selected = (
+                    report.tasks_seen,
+                    report.selected,
+                )
+                self._notify()
+                self._act_all(requests)
+        except errors.RedriveError as err:
+            decision = self.rt.for_error(err)
+            assert decision.outcome is not None
+            reason = (
+                f"queue not found: {err}"
+                if isinstance(err, errors.NotFoundError)
+                else f"patrolling failed: {decision.reason}"
+            )
+            self._queue_line(queue, Result(decision.outcome, reason, decision.http_status))
+
+    def _parking_pass(self) -> None:
+        """After the plan's queues: a deploy restores the parked tasks it fixes; a patrol counts
+        the parked tasks and checks that the parking queue is paused."""
+        parking_queue = self.settings.parking_queue
+        if parking_queue is None or self.rt.claims is None:
+            return
+        try:
+            if self._plan.purpose == "patrol":
+                self._census(parking_queue)
+            elif self._plan.deployed_at is not None:
+                self._restore_parked(parking_queue, self._plan.deployed_at)
+        except errors.RedriveError as err:
+            decision = self.rt.for_error(err)
+            assert decision.outcome is not None
+            reason = f"the parking queue could not be read: {decision.reason}"
+            self._queue_line(parking_queue, Result(decision.outcome, reason, decision.http_status))
+
+    def _restore_parked(self, parking_queue: QueueName, deployed_at: datetime) -> None:
+        """Restore the parked tasks of the swept queues whose failure the deploy fixes."""
+        origins = {q for q in self._plan.queues if self.rt.policy.queue_refusal(q) is None}
+        if not origins:
+            return
+        stats = self._report.parking
+        stats.update({"queue": str(parking_queue), "seen": 0, "restore_selected": 0})
+        evidence = FixEvidence(
+            DEPLOY_STRATEGY,
+            live_since=deployed_at,
+            service=",".join(self._plan.services) or None,
+            note=f"{self._plan.signal.source} deploy notification",
+        )
+        for page in self._pages(parking_queue):
+            requests = []
+            for task in page.tasks:
+                state = TaskState.from_task(task)
+                parked = Parked.from_url(state.target_url)
+                stats["seen"] += 1
+                if parked is None or parked.origin.queue_name not in origins:
+                    continue
+                if (parked.failed_at or parked.parked_at) >= deployed_at:
+                    stats["not_fixed"] = stats.get("not_fixed", 0) + 1
+                    continue
+                failure = Failure(
+                    parked.origin,
+                    self._seen_at,
+                    self._plan.signal,
+                    parked.dispatch_count,
+                    parked.status,
+                )
+                request = pipeline.Request(
+                    failure,
+                    pipeline.Act.RESTORE,
+                    evidence=evidence,
+                    parked=state.name,
+                    owner=self._owner,
+                )
+                requests.append((failure, request))
+            stats["restore_selected"] += len(requests)
+            self._act_all(requests)
+
+    def _census(self, parking_queue: QueueName) -> None:
+        """Count the parked tasks, those near the parking queue's retention limit, and check
+        that the queue is paused (a running one would dispatch its copies once due)."""
+        info = self.rt.tasks.queue_info(parking_queue, fresh=True)
+        stats = self._report.parking
+        stats.update({"queue": str(parking_queue), "state": info.state, "parked": 0})
+        now = self.rt.clock()
+        expiring = 0
+        soonest: datetime | None = None
+        for page in self._pages(parking_queue):
+            for task in page.tasks:
+                state = TaskState.from_task(task)
+                parked = Parked.from_url(state.target_url)
+                if parked is None:
+                    continue
+                stats["parked"] += 1
+                expires = parked.expires_at(state.create_time, info.retention)
+                if (expires - now).total_seconds() < self.settings.parked_warn_s:
+                    expiring += 1
+                soonest = expires if soonest is None else min(soonest, expires)
+        stats["expiring"] = expiring
+        stats["soonest_expiry"] = iso(soonest)
+
+    def _act_all(self, requests: list[tuple[Failure, pipeline.Request]]) -> None:
+        """Run requests RECREATE_WORKERS at a time (parks, restores and re-creates spend no
+        RunTask quota) and log each one's outcome in order."""
+        if not requests:
+            return
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(RECREATE_WORKERS, thread_name_prefix="recreate")
+        results = self._workers.map(lambda item: pipeline.process(item[1], self.rt), requests)
+        for (failure, _), result in zip(requests, results, strict=True):
+            self._done(failure, result)
 
     def _prefetched(self, queue: QueueName) -> Iterator[Page]:
         """Queued mode: `_pages` from the last checkpoint of this sweep, listing the next page
@@ -405,18 +625,13 @@ class Sweeper:
         """Re-create a page's tasks, RECREATE_WORKERS at a time: re-creates spend no RunTask
         quota (the target queue's own rate throttles the copies), so nothing waits for a slot.
         A page is all or nothing, as in queued mode (the budget is checked before each page)."""
-        if not chosen:
-            return
-        if self._workers is None:
-            self._workers = ThreadPoolExecutor(RECREATE_WORKERS, thread_name_prefix="recreate")
         failures = [self._failure(state) for _, state in chosen]
-        requests = [
-            self._request(f, s, pipeline.Act.RECREATE)
-            for f, (_, s) in zip(failures, chosen, strict=True)
-        ]
-        results = self._workers.map(lambda r: pipeline.process(r, self.rt), requests)
-        for failure, result in zip(failures, results, strict=True):
-            self._done(failure, result)
+        self._act_all(
+            [
+                (f, self._request(f, s, pipeline.Act.RECREATE))
+                for f, (_, s) in zip(failures, chosen, strict=True)
+            ]
+        )
 
     def _handle_page(
         self,
@@ -562,15 +777,28 @@ class Sweeper:
 # handle_signal's entry
 
 
-def sweep_signal(signal: Deploy | QueueAlert, ref: SignalRef, rt: Runtime) -> list[Outcome]:
-    """Sweep for a Deploy or QueueAlert signal; every line is logged here.
+def sweep_signal(
+    signal: Deploy | QueueAlert | Patrol, ref: SignalRef, rt: Runtime
+) -> list[Outcome]:
+    """Sweep for a Deploy, QueueAlert or Patrol signal; every line is logged here.
 
     Returns what handle_signal counts for the message: SWEEP, plus FAILED when the sweep must be
     delivered again (budget spent or a transient fault), which makes handle_signal raise.
     """
-    plan = plan_for(signal, ref, rt.settings)
     verdict: tuple[Outcome, str] | None = None
-    if plan.deployed_at is not None and rt.settings.is_future(plan.deployed_at, rt.clock()):
+    if isinstance(signal, Patrol):
+        plan = patrol_plan(signal, ref, rt.settings)
+        if not rt.settings.parking:
+            verdict = (
+                Outcome.IGNORED,
+                "REDRIVE_PARKING_QUEUE is unset: a patrol parks tasks, and nothing is parked",
+            )
+        elif not plan.queues and not plan.locations:
+            verdict = (Outcome.IGNORED, plan.note)
+    else:
+        plan = plan_for(signal, ref, rt.settings)
+    future = plan.deployed_at is not None and rt.settings.is_future(plan.deployed_at, rt.clock())
+    if verdict is None and future:
         # A fix cannot be live before it is deployed; selecting "failed before T" with T ahead
         # would force-run the same still-failing tasks on every delivery.
         verdict = (
@@ -578,7 +806,7 @@ def sweep_signal(signal: Deploy | QueueAlert, ref: SignalRef, rt: Runtime) -> li
             f"the deploy time {iso(plan.deployed_at)} is in the future (more than "
             f"REDRIVE_CLOCK_SKEW_S={rt.settings.clock_skew_s:g}s ahead)",
         )
-    elif not plan.queues:
+    elif verdict is None and not plan.queues and not plan.locations:
         verdict = (Outcome.IGNORED, plan.note)
     if verdict is not None:
         rt.log.emit(

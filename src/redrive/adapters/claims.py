@@ -111,7 +111,7 @@ class Claims:
         *,
         fix: str,
         owner: str,
-        reread: Callable[[], TaskState | None],
+        reread: Callable[[], TaskState | None] | None,
         resume: Callable[[int, bool], bool] | None = None,
         marked: bool = True,
     ) -> Grant | Refusal:
@@ -120,7 +120,9 @@ class Claims:
         says whether rung k's act is half done and must be finished instead (a re-create whose
         copy is there, or ran), `ended` telling whether the rung was ended: then that rung is
         granted again, `resumed`. `marked`: read and write the fix marker (only evidence without
-        a time needs it: core.claims.needs_fix_marker)."""
+        a time needs it: core.claims.needs_fix_marker). `reread` None: the claimed act leaves no
+        trace in a task's dispatch count (parking, restoring), so `resume` alone judges an old
+        rung."""
         refusal = self._fix_refusal(failure, fix) if marked else None
         if refusal is not None:
             return refusal
@@ -155,22 +157,9 @@ class Claims:
                     holder=holder,
                     rung=rung,
                 )
-            state = reread()
-            if state is None:
-                return Refusal(
-                    Outcome.NOT_FOUND,
-                    f"task no longer exists (forced-run attempt {rung} may have completed it)",
-                    holder=holder,
-                    rung=rung,
-                )
-            if state.dispatch_count > failure.dispatch_count or state.in_flight:
-                return Refusal(
-                    Outcome.SKIPPED_ALREADY_RETRIED,
-                    f"forced-run attempt {rung} (by {holder}) dispatched it: dispatch count is "
-                    f"{state.dispatch_count}, the failure was attempt {failure.dispatch_count}",
-                    holder=holder,
-                    rung=rung,
-                )
+            moved = self._moved(failure, rung, holder, reread) if reread is not None else None
+            if moved is not None:
+                return moved
             if resume is not None and resume(rung, False):
                 return Grant(failure, rung, name, owner, fix, resumed=True)
             # Old enough to judge and the task has not moved: that attempt never dispatched.
@@ -179,6 +168,33 @@ class Claims:
             f"all {MAX_RUNGS} forced-run attempts of this failure are used up without a dispatch",
             503,
         )
+
+    @staticmethod
+    def _moved(
+        failure: FailureKey, rung: int, holder: str | None, reread: Callable[[], TaskState | None]
+    ) -> Refusal | None:
+        """An old rung's verdict from the task's state: gone or dispatched since, or None."""
+        state = reread()
+        if state is None:
+            return Refusal(
+                Outcome.NOT_FOUND,
+                f"task no longer exists (forced-run attempt {rung} may have completed it)",
+                holder=holder,
+                rung=rung,
+            )
+        if state.dispatch_count > failure.dispatch_count or state.in_flight:
+            return Refusal(
+                Outcome.SKIPPED_ALREADY_RETRIED,
+                f"forced-run attempt {rung} (by {holder}) dispatched it: dispatch count is "
+                f"{state.dispatch_count}, the failure was attempt {failure.dispatch_count}",
+                holder=holder,
+                rung=rung,
+            )
+        return None
+
+    def abandon(self, failure: FailureKey, rung: int, owner: str, why: str) -> bool:
+        """End a rung somebody else took (an operator's word that its act did not happen)."""
+        return self.end(Grant(failure, rung, rung_name(self.queue, failure, rung), owner, ""), why)
 
     def copy_stays(self, grant: Grant, why: str) -> None:
         """Record that the granted re-create's copy could not be withdrawn after its rung was
@@ -195,6 +211,16 @@ class Claims:
         )
         with contextlib.suppress(errors.RedriveError):
             self._create(stays_name(self.queue, grant.failure, grant.rung), marker)
+
+    def rung_taken_at(self, failure: FailureKey, rung: int) -> datetime | None:
+        """When a rung was taken (its marker's creation, the service's clock), None if unknown."""
+        found = self.tasks.get_full(rung_name(self.queue, failure, rung))
+        if found is None:
+            return None
+        if found[0].create_time is not None:
+            return found[0].create_time
+        marker = Marker.parse(found[1])
+        return marker.at if marker is not None else None
 
     def copy_stayed(self, failure: FailureKey, rung: int) -> bool:
         """True when rung's copy was recorded as staying (see `copy_stays`)."""

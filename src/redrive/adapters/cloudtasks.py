@@ -17,9 +17,11 @@ Retry rules:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +30,7 @@ from redrive.core import errors
 from redrive.core.decide import RunResult
 from redrive.core.jobs import JobTask
 from redrive.core.names import QueueName, TaskName
+from redrive.core.parking import RETENTION, Parked, RetryRule
 from redrive.core.recreate import OUTPUT_ONLY
 from redrive.core.state import TaskState
 
@@ -77,6 +80,31 @@ class TasksClient(Protocol):
     def list_tasks(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
 
     def delete_task(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+    def get_queue(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+    def list_queues(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+
+QUEUE_STATES = {1: "RUNNING", 2: "PAUSED", 3: "DISABLED"}
+QUEUE_INFO_TTL_S = 300.0
+"""A queue's RetryConfig is read once per instance and kept this long: it changes with a deploy
+of the queue, not between two tasks."""
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """What parking needs to know of a queue."""
+
+    rule: RetryRule
+    state: str
+    """RUNNING, PAUSED or DISABLED."""
+    retention: timedelta
+    """How long Cloud Tasks keeps a task (v2beta3 `task_ttl`; 31 days in v2)."""
+
+    @property
+    def paused(self) -> bool:
+        return self.state == "PAUSED"
 
 
 RETRY_INITIAL_S = 0.1
@@ -132,6 +160,8 @@ class CloudTasks:
         self.retry_deadline_s = retry_deadline_s
         self.call_timeout_s = call_timeout_s
         self.backoff_initial_s = backoff_initial_s
+        self._queues: dict[str, tuple[float, QueueInfo]] = {}
+        self._queues_lock = threading.Lock()
 
     def _retried(self, call: Callable[[], T]) -> T:
         retry = make_retry(self.retry_deadline_s, self.backoff_initial_s)
@@ -311,3 +341,116 @@ class CloudTasks:
         except errors.NotFoundError as err:
             return Seen.RECENT if EXISTED_RECENTLY in str(err) else Seen.NEVER
         return Seen.LIVE
+
+    # -- parking -----------------------------------------------------------------------------
+
+    def queue_info(self, queue: QueueName, *, fresh: bool = False) -> QueueInfo:
+        """The queue's retry rule, state and retention (GetQueue; cached QUEUE_INFO_TTL_S)."""
+        key = str(queue)
+        now = time.monotonic()
+        with self._queues_lock:
+            cached = self._queues.get(key)
+        if cached is not None and not fresh and now - cached[0] < QUEUE_INFO_TTL_S:
+            return cached[1]
+        got = self._retried(
+            lambda: self.client.get_queue(
+                request={"name": key}, retry=None, timeout=self.call_timeout_s
+            )
+        )
+        pb = type(got).pb(got) if hasattr(type(got), "pb") else got
+        rc = pb.retry_config
+        duration = rc.max_retry_duration
+        ttl = RETENTION
+        if "task_ttl" in pb.DESCRIPTOR.fields_by_name and pb.HasField("task_ttl"):
+            ttl = timedelta(seconds=pb.task_ttl.seconds + pb.task_ttl.nanos / 1e9)
+        info = QueueInfo(
+            RetryRule(
+                int(rc.max_attempts),
+                float(duration.seconds) + duration.nanos / 1e9,
+            ),
+            QUEUE_STATES.get(int(pb.state), str(int(pb.state))),
+            ttl,
+        )
+        with self._queues_lock:
+            self._queues[key] = (now, info)
+        return info
+
+    def list_queues(self, parent: str) -> list[QueueName]:
+        """Every queue of a location (ListQueues, all pages)."""
+        request = {"parent": parent, "page_size": 9800}
+        try:
+            pager = self.client.list_queues(
+                request=request,
+                retry=make_retry(self.retry_deadline_s),
+                timeout=self.call_timeout_s,
+            )
+            return [QueueName.parse(q.name) for q in pager]
+        except Exception as err:
+            raise translate(err) from None
+
+    def create_parked(
+        self, original: Any, name: TaskName, url: str, schedule_time: datetime
+    ) -> bool:
+        """Create the parked copy `name` of `original` (a raw Task, FULL view): an HTTP task to
+        `url` (one that never resolves) whose body is the original, serialized. True when
+        created, False when the name is taken (a redelivery meets its own copy)."""
+        parked = type(original)()
+        parked.name = str(name)
+        parked.http_request.url = url
+        parked.http_request.http_method = 1  # POST, in both versions' HttpMethod
+        parked.http_request.headers["Content-Type"] = "application/x-protobuf"
+        parked.http_request.body = original.SerializeToString()
+        parked.schedule_time.FromDatetime(schedule_time)
+        request = {"parent": str(name.queue_name), "task": parked, "response_view": 1}
+        try:
+            self._retried(
+                lambda: self.client.create_task(
+                    request=request, retry=None, timeout=self.call_timeout_s
+                )
+            )
+        except errors.AlreadyExistsError:
+            return False
+        return True
+
+    def read_parked(self, name: TaskName) -> tuple[TaskState, Parked, Any] | None:
+        """A parked copy (FULL view): its state, what its URL records, and the original task
+        its body holds, as a raw Task of this client's API version (converted when it was
+        parked by the other version). None when NOT_FOUND. Raises InvalidRequestError for a
+        task that is no parked copy."""
+        got = self._get(str(name), VIEWS["FULL"])
+        if got is None:
+            return None
+        pb = type(got).pb(got) if hasattr(type(got), "pb") else got
+        state = TaskState.from_task(pb)
+        parked = Parked.from_url(state.target_url)
+        if parked is None:
+            raise errors.InvalidRequestError(f"{name} is not a parked copy (no origin in its URL)")
+        original = type(pb)()
+        body = bytes(pb.http_request.body)
+        try:
+            if parked.api == self.api_version:
+                original.ParseFromString(body)
+            else:
+                _convert(body, parked.api, original)
+        except Exception:  # protobuf's DecodeError or ParseError: not a serialized Task
+            raise errors.InvalidRequestError(
+                f"{name} is not a parked copy redrive can read (its body is not a "
+                f"{parked.api} task)"
+            ) from None
+        return state, parked, original
+
+
+def _convert(body: bytes, api: str, into: Any) -> None:
+    """Parse a Task serialized by API version `api` into `into`, a Task of the other version:
+    the versions number their fields differently, so the bytes go through the JSON form (whose
+    names both share)."""
+    from google.protobuf import json_format
+
+    if api == "v2":
+        from google.cloud import tasks_v2 as source
+    else:
+        from google.cloud import tasks_v2beta3 as source  # type: ignore[no-redef]
+    parsed = source.Task.pb()()
+    parsed.ParseFromString(body)
+    data = json_format.MessageToDict(parsed, preserving_proto_field_name=True)
+    json_format.ParseDict(data, into, ignore_unknown_fields=True)

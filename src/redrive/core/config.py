@@ -58,6 +58,32 @@ ENV_VARS: dict[str, EnvVar] = {
             "promise holds within one instance only (logged at start).",
         ),
         EnvVar(
+            "REDRIVE_PARKING_QUEUE",
+            None,
+            "Full name of a Cloud Tasks queue kept PAUSED where redrive parks tasks whose next "
+            "attempt would be their last (a dead-letter queue made of Cloud Tasks): restored "
+            "after a deploy that fixes them, or with `redrive parked restore`. Needs "
+            "REDRIVE_CLAIMS_QUEUE. Unset: nothing is parked.",
+        ),
+        EnvVar(
+            "REDRIVE_PARK_MARGIN_S",
+            "30",
+            "Park only a task whose next attempt is at least this far away, so that Cloud Tasks "
+            "cannot dispatch it while it is being parked.",
+        ),
+        EnvVar(
+            "REDRIVE_PARK_BEFORE_EXPIRY_S",
+            "86400",
+            "Park a task whose next attempt would come within this long of Cloud Tasks' 31-day "
+            "retention limit (where it is deleted whatever its retries).",
+        ),
+        EnvVar(
+            "REDRIVE_PARKED_WARN_S",
+            "604800",
+            "The patrol warns about parked tasks with less than this long left before the "
+            "parking queue's own retention limit removes them.",
+        ),
+        EnvVar(
             "REDRIVE_JOB_DEADLINE_S",
             None,
             "Dispatch deadline of redrive jobs, in whole seconds (15 to 1800): how long the "
@@ -263,6 +289,10 @@ class Settings:
     job_service_account: str | None = None
     job_deadline_s: int | None = None
     claims_queue: QueueName | None = None
+    parking_queue: QueueName | None = None
+    park_margin_s: float = 30.0
+    park_before_expiry_s: float = 86400.0
+    parked_warn_s: float = 604800.0
     tasks_api: str = "v2beta3"
     response_view: str = "BASIC"
     fix_check: str = "revision"
@@ -347,6 +377,17 @@ class Settings:
                 f"more than REDRIVE_CLOCK_SKEW_S={self.clock_skew_s:g}s ahead): a fix cannot be "
                 "live before it is deployed"
             )
+        if self.parking_queue is not None:
+            if self.claims_queue is None:
+                raise ConfigError(
+                    "REDRIVE_PARKING_QUEUE needs REDRIVE_CLAIMS_QUEUE: without claims two "
+                    "instances could both park (or restore) the same task"
+                )
+            if self.parking_queue in (self.redrive_queue, self.claims_queue):
+                raise ConfigError(
+                    "REDRIVE_PARKING_QUEUE must be a queue of its own, not REDRIVE_QUEUE or "
+                    "REDRIVE_CLAIMS_QUEUE"
+                )
         if self.claims_queue is not None and self.claims_queue == self.redrive_queue:
             raise ConfigError(
                 "REDRIVE_CLAIMS_QUEUE must be a queue of its own, not REDRIVE_QUEUE: claims wait "
@@ -355,6 +396,7 @@ class Settings:
         for var, queue in (
             ("REDRIVE_QUEUE", self.redrive_queue),
             ("REDRIVE_CLAIMS_QUEUE", self.claims_queue),
+            ("REDRIVE_PARKING_QUEUE", self.parking_queue),
         ):
             if queue is not None and str(queue) in self.allowed_queues.exact:
                 raise ConfigError(
@@ -373,7 +415,13 @@ class Settings:
     @property
     def own_queues(self) -> frozenset[QueueName]:
         """redrive's own queues: never a target, whatever the allowlist's patterns cover."""
-        return frozenset(q for q in (self.redrive_queue, self.claims_queue) if q is not None)
+        own = (self.redrive_queue, self.claims_queue, self.parking_queue)
+        return frozenset(q for q in own if q is not None)
+
+    @property
+    def parking(self) -> bool:
+        """True when tasks about to use their last attempt are parked (REDRIVE_PARKING_QUEUE)."""
+        return self.parking_queue is not None
 
     def now(self) -> datetime:
         """The current time: the real clock, or the emulator's when CLOUD_TASKS_EMULATOR_CLOCK
@@ -428,6 +476,12 @@ class Settings:
                 get("REDRIVE_JOB_DEADLINE_S"), "REDRIVE_JOB_DEADLINE_S"
             ),
             "claims_queue": _queue(get("REDRIVE_CLAIMS_QUEUE"), "REDRIVE_CLAIMS_QUEUE"),
+            "parking_queue": _queue(get("REDRIVE_PARKING_QUEUE"), "REDRIVE_PARKING_QUEUE"),
+            "park_margin_s": _float(get("REDRIVE_PARK_MARGIN_S"), "REDRIVE_PARK_MARGIN_S"),
+            "park_before_expiry_s": _float(
+                get("REDRIVE_PARK_BEFORE_EXPIRY_S"), "REDRIVE_PARK_BEFORE_EXPIRY_S"
+            ),
+            "parked_warn_s": _float(get("REDRIVE_PARKED_WARN_S"), "REDRIVE_PARKED_WARN_S"),
             "tasks_api": (get("REDRIVE_TASKS_API") or "").lower(),
             "response_view": (get("REDRIVE_RESPONSE_VIEW") or "").upper(),
             "fix_check": (get("REDRIVE_FIX_CHECK") or "").lower(),
@@ -638,6 +692,11 @@ def _numeric_settings(s: Settings) -> list[tuple[str, float, float, float, bool]
         ("REDRIVE_RECREATE_DELAY_S", s.recreate_delay_s, 0.0, 3600.0, False),
         ("REDRIVE_AUTO_RUN_WITHIN_S", s.auto_run_within_s, 0.0, 86400.0, False),
         ("REDRIVE_RUN_QUOTA_PER_MIN", s.run_quota_per_min, 0.0, 1_000_000.0, True),
+        # Parking decides from the next attempt's time; a day of margin is beyond any backoff.
+        ("REDRIVE_PARK_MARGIN_S", s.park_margin_s, 0.0, 86400.0, False),
+        # Retention is 31 days: the margins must leave a task some life to park it in.
+        ("REDRIVE_PARK_BEFORE_EXPIRY_S", s.park_before_expiry_s, 0.0, 30 * 86400.0, False),
+        ("REDRIVE_PARKED_WARN_S", s.parked_warn_s, 0.0, 30 * 86400.0, False),
     ]
 
 

@@ -16,6 +16,11 @@ class Outcome(StrEnum):
     RECREATED = "RECREATED"
     """The failed task was re-created as a new task due now and the original deleted (the
     target sees a new task name and fresh retry counters)."""
+    PARKED = "PARKED"
+    """The task's next attempt would have been its last: it was moved to the parking queue (a
+    copy that never runs by itself; the original deleted) until a fix restores it."""
+    RESTORED = "RESTORED"
+    """A parked task was re-created in its origin queue, due now, and its parked copy deleted."""
     DRY_RUN = "DRY_RUN"
     """Every guard passed; RunTask was not called because dry run is on."""
     QUEUED = "QUEUED"
@@ -68,5 +73,6 @@ class Outcome(StrEnum):
 
 
 _ERRORS = frozenset({Outcome.FAILED, Outcome.PERMISSION_DENIED})
-_WARNINGS = frozenset({Outcome.INVALID_SIGNAL, Outcome.SKIPPED_FIX_INEFFECTIVE})
+_WARNINGS = frozenset({Outcome.INVALID_SIGNAL, Outcome.SKIPPED_FIX_INEFFECTIVE, Outcome.PARKED})
+"""A parked task is work that failed for good unless somebody fixes it: worth a look."""
 _REDELIVER = frozenset({Outcome.FAILED, Outcome.DEFERRED})

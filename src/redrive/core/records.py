@@ -60,6 +60,7 @@ def build_record(
     run: RunResult | None = None,
     job: str | None = None,
     claim: Mapping[str, Any] | None = None,
+    parked: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     duration_ms: float = 0.0,
     api_version: str = "v2beta3",
@@ -119,6 +120,7 @@ def build_record(
         ),
         "job": job,
         "claim": dict(claim) if claim is not None else None,
+        "parked": dict(parked) if parked is not None else None,
         "dry_run": dry_run,
         "duration_ms": round(duration_ms, 1),
         "api_version": api_version,
@@ -169,7 +171,14 @@ def message_outcome(outcomes: list[Outcome]) -> Outcome:
             return worst
     if len(set(outcomes)) == 1:
         return outcomes[0]
-    for best in (Outcome.DISPATCHED, Outcome.RECREATED, Outcome.QUEUED, Outcome.DRY_RUN):
+    for best in (
+        Outcome.DISPATCHED,
+        Outcome.RECREATED,
+        Outcome.RESTORED,
+        Outcome.PARKED,
+        Outcome.QUEUED,
+        Outcome.DRY_RUN,
+    ):
         if best in outcomes:
             return best
     return outcomes[0]
@@ -190,6 +199,8 @@ class Result:
     """What the claims register said (rung, marker, owner or holder), when it was asked."""
     retry_after_s: float | None = None
     """When the work is worth delivering again, if known (run_job's Retry-After)."""
+    parked: dict[str, Any] | None = None
+    """Parking and restoring: the parked copy, its origin, why, and the restored task."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -220,6 +231,7 @@ def result_record(
         run=result.run,
         job=result.job,
         claim=result.claim,
+        parked=result.parked,
         dry_run=settings.dry_run,
         duration_ms=duration_ms,
         api_version=settings.tasks_api,

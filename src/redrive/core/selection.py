@@ -13,7 +13,7 @@ from enum import StrEnum
 from redrive.core.config import Settings
 from redrive.core.decide import SignalRef
 from redrive.core.names import QueueName
-from redrive.core.signals import Deploy, QueueAlert
+from redrive.core.signals import Deploy, Patrol, QueueAlert
 from redrive.core.state import TaskState
 
 
@@ -75,6 +75,11 @@ class SweepPlan:
     """Services of the deploy signal that REDRIVE_SERVICE_MAP does not know."""
     note: str = ""
     """Why the plan is what it is, when that needs saying (always, for an empty plan)."""
+    purpose: str = "redrive"
+    """`redrive` (re-drive the selected tasks; with parking, restore the parked ones a deploy
+    fixes) or `patrol` (park the tasks about to use their last attempt)."""
+    locations: tuple[str, ...] = ()
+    """`projects/P/locations/L` whose every queue is swept too (an allowlist pattern)."""
 
 
 def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) -> SweepPlan:
@@ -134,3 +139,20 @@ def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) ->
         )
     )
     return SweepPlan((), signal.deployed_at, ref, "none", services, tuple(unmapped), note)
+
+
+def patrol_plan(signal: Patrol, ref: SignalRef, settings: Settings) -> SweepPlan:
+    """The queues a patrol looks at: the ones it names, else every allowed queue (the exact ones,
+    and every queue of an allowed location); never redrive's own."""
+    if signal.queues:
+        return SweepPlan(signal.queues, None, ref, "signal", purpose="patrol")
+    exact = tuple(
+        queue
+        for queue in sorted(QueueName.parse(q) for q in settings.allowed_queues.exact)
+        if queue not in settings.own_queues
+    )
+    locations = tuple(sorted(settings.allowed_queues.locations))
+    note = "" if exact or locations else "REDRIVE_ALLOWED_QUEUES is empty: nothing to patrol"
+    return SweepPlan(
+        exact, None, ref, "allowlist", note=note, purpose="patrol", locations=locations
+    )

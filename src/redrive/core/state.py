@@ -53,6 +53,12 @@ class TaskState:
     last_status_message: str | None = None
     target_url: str | None = None
     """HTTP target URL (never logged: only its host is used to find the Cloud Run service)."""
+    dispatch_deadline_s: float | None = None
+    """How long Cloud Tasks waits for an attempt's answer, when the task sets it."""
+    retry_max_attempts: int | None = None
+    """The task's own RetryConfig.max_attempts, when it sets one (it overrides the queue's)."""
+    retry_max_duration_s: float | None = None
+    """The task's own RetryConfig.max_retry_duration, when it sets one."""
 
     @property
     def in_flight(self) -> bool:
@@ -116,6 +122,13 @@ class TaskState:
         url: str | None = None
         if pb.HasField("http_request"):
             url = str(pb.http_request.url) or None
+        deadline = _seconds(pb, "dispatch_deadline")
+        attempts: int | None = None
+        duration: float | None = None
+        if pb.HasField("retry_config"):
+            rc = pb.retry_config
+            attempts = int(rc.max_attempts) or None
+            duration = _seconds(rc, "max_retry_duration")
         return cls(
             name=TaskName.parse(pb.name),
             dispatch_count=int(pb.dispatch_count),
@@ -129,6 +142,9 @@ class TaskState:
             last_status_code=code,
             last_status_message=message,
             target_url=url,
+            dispatch_deadline_s=deadline,
+            retry_max_attempts=attempts,
+            retry_max_duration_s=duration,
         )
 
 
@@ -138,6 +154,14 @@ def _time(message: Any, field: str) -> datetime | None:
         return None
     value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
     return value
+
+
+def _seconds(message: Any, field: str) -> float | None:
+    """A google.protobuf.Duration field in seconds, None when unset."""
+    if not message.HasField(field):
+        return None
+    value = getattr(message, field)
+    return float(value.seconds) + float(value.nanos) / 1e9
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -23,6 +23,7 @@ from redrive.core.signals import (
     Deploy,
     Ignored,
     Invalid,
+    Patrol,
     QueueAlert,
     SignalError,
     TaskFailure,
@@ -77,7 +78,7 @@ def handle_signal(cloud_event: Any, rt: Runtime | None = None) -> None:
             log(Result(Outcome.INVALID_SIGNAL, signal.reason), None, ref)
         elif isinstance(signal, Ignored):
             log(Result(Outcome.IGNORED, signal.reason), None, sref)
-        elif isinstance(signal, QueueAlert | Deploy):
+        elif isinstance(signal, QueueAlert | Deploy | Patrol):
             outcomes.extend(sweep_signal(signal, sref, rt))
         elif isinstance(signal, TaskFailure):
             key = (str(signal.task), signal.dispatch_count)

@@ -57,6 +57,15 @@ class Deploy:
 
 
 @dataclass(frozen=True)
+class Patrol:
+    """Look for tasks about to use their last attempt and park them (REDRIVE_PARKING_QUEUE)."""
+
+    seen_at: datetime
+    source: str  # "patrol"
+    queues: tuple[QueueName, ...] = ()  # none: every allowed queue
+
+
+@dataclass(frozen=True)
 class Ignored:
     """Understood and deliberately not acted on (closed incident, successful attempt...)."""
 
@@ -71,14 +80,15 @@ class Invalid:
     reason: str
 
 
-Signal = TaskFailure | QueueAlert | Deploy | Ignored | Invalid
+Signal = TaskFailure | QueueAlert | Deploy | Patrol | Ignored | Invalid
 
 
 @dataclass(frozen=True)
 class Parsed:
     """What one message meant: its kind, at least one signal, and format metadata."""
 
-    # "dead-letter" | "task-log" | "alert" | "cloud-build" | "cloud-deploy" | "deploy" | "unknown"
+    # "dead-letter" | "task-log" | "alert" | "cloud-build" | "cloud-deploy" | "deploy" | "patrol"
+    # | "unknown"
     kind: str
     signals: tuple[Signal, ...]
     metadata: Mapping[str, str] = field(default_factory=dict)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from redrive.core.signals import alert, dead_letter, deploy, task_log
+from redrive.core.signals import alert, dead_letter, deploy, patrol, task_log
 from redrive.core.signals._common import bound, load_json, type_name
 from redrive.core.signals.model import Invalid, Message, Parsed, SignalError
 
@@ -28,6 +28,7 @@ _KIND_ALIASES = {
     "build": "cloud-build",
     "cloud-deploy": "cloud-deploy",
     "deploy": "deploy",
+    "patrol": "patrol",
 }
 
 
@@ -77,6 +78,8 @@ def _parse(message: Message, max_bytes: int, now: datetime) -> Parsed:
         return _invalid(hint, str(err), dlq)
 
     if not data.strip():
+        if hint == patrol.KIND:
+            return patrol.empty(seen_at)
         by_attribute = dead_letter.from_attributes(attributes, seen_at)
         if by_attribute is not None:
             return by_attribute
@@ -132,6 +135,8 @@ def _parse_json(
         return deploy.parse_build(obj, attributes, seen_at)
     if deploy.looks_like_plain(obj):
         return deploy.parse_plain(obj, seen_at)
+    if patrol.looks_like(obj):
+        return patrol.parse(obj, seen_at)
     if deploy.is_cloud_deploy(attributes) and not dead_letter.names_tasks(obj):
         return deploy.parse_cloud_deploy(attributes, seen_at)
     if dead_letter.names_tasks(obj):

@@ -23,13 +23,8 @@ so the batched path shares every step with the single one.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
 from typing import Any
 
 from redrive.adapters.claims import Grant, Refusal
@@ -47,94 +42,40 @@ from redrive.core.decide import (
     screen,
 )
 from redrive.core.jobs import Job, JobTask, job_task
-from redrive.core.names import TaskName
 from redrive.core.outcomes import Outcome
 from redrive.core.records import Result, result_record
 from redrive.core.recreate import copy_name
 from redrive.core.state import TaskState
+from redrive.pipeline import parking
+from redrive.pipeline.base import (
+    NO_RUN_SLOT,
+    STALE_AFTER_S,
+    TASK_LOCKS,
+    WITHDRAW_S,
+    Act,
+    EvidenceSource,
+    Pending,
+    Request,
+    TaskLocks,
+    evidence_for,
+    refused,
+    withdraw,
+)
 from redrive.runtime import Runtime
 
-NO_RUN_SLOT = "no_run_slot"
-"""`Result.extra` key set when the throttle had no RunTask slot in time (nothing was done)."""
-WITHDRAW_S = 1.0
-"""A re-create's copy is withdrawn only while it is at least this far from due (the DeleteTask
-must land before Cloud Tasks dispatches it)."""
-STALE_AFTER_S = 0.5
-"""A state older than this (a throttle wait, a listing) is read again before RunTask."""
-
-EvidenceSource = FixEvidence | Callable[[TaskState], FixEvidence] | None
-"""Fix evidence given outright (a job's, a deploy's), a function of the task's state (a sweep's
-cache), or None: the configured fix check."""
-
-
-class Act(StrEnum):
-    """What to do with a task once every guard passed."""
-
-    RUN = "run"
-    """Force-run it now (RunTask): direct mode, run_job, the command line."""
-    ENQUEUE = "enqueue"
-    """Create one redrive job for it (queued mode); run_job does the RUN later."""
-    RECREATE = "recreate"
-    """Re-create it as a new task due now and delete the original (redrive.core.recreate)."""
-
-
-@dataclass(frozen=True)
-class Request:
-    """One failure and how the caller wants it handled."""
-
-    failure: Failure
-    act: Act
-    evidence: EvidenceSource = None
-    listed: TaskState | None = None
-    """The state a sweep listed: decided on without a GetTask, read again before a RunTask."""
-    throttle: bool = False
-    """Wait for the in-process RunTask throttle (direct mode) before acting."""
-    throttle_timeout_s: float | None = None
-    """How long to wait for a RunTask slot; None: REDRIVE_RETRY_DEADLINE_S (at least 1 s). With no
-    slot in time the Result is FAILED (429) and its `extra` says `no_run_slot`."""
-    owner: str = "unknown"
-    """Who acts: the delivery that may come back after a fault (`msg:<Pub/Sub message id>`,
-    `job:<redrive job name>`, `cli:<run id>`); the claim is held in its name."""
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A request every guard allowed, whose act has not happened yet."""
-
-    request: Request
-    state: TaskState
-    fix: FixEvidence | None
-    job: JobTask | None = None
-    """For `Act.ENQUEUE`: the job to create."""
-
-
-class TaskLocks:
-    """One lock per task name, held while any thread uses it (then forgotten)."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._held: dict[str, tuple[threading.Lock, int]] = {}
-
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._held.get(key, (threading.Lock(), 0))
-            self._held[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._held[key]
-                if users == 1:
-                    del self._held[key]
-                else:
-                    self._held[key] = (lock, users - 1)
-
-
-TASK_LOCKS = TaskLocks()
-"""Concurrent request threads of one instance run one task's read-decide-act one at a time, so a
-duplicate delivery reads the task after the first one's RunTask and sees it dispatched."""
+__all__ = [
+    "NO_RUN_SLOT",
+    "TASK_LOCKS",
+    "Act",
+    "EvidenceSource",
+    "Pending",
+    "Request",
+    "TaskLocks",
+    "finish",
+    "prepare",
+    "process",
+    "record",
+]
 
 
 def process(request: Request, rt: Runtime) -> Result:
@@ -142,15 +83,22 @@ def process(request: Request, rt: Runtime) -> Result:
     early = screen(request.failure, rt.policy, rt.clock())
     if early is not None:
         return Result.of(early)
-    if request.act in (Act.RUN, Act.RECREATE):
+    if request.act is not Act.ENQUEUE:
         with TASK_LOCKS.hold(str(request.failure.task)):
             return _process(request, rt)
     return _process(request, rt)
 
 
 def _process(request: Request, rt: Runtime) -> Result:
+    if request.act is Act.RESTORE:
+        return parking.restore(request, rt)
     planned = prepare(request, rt)
+    if request.act is Act.PARK:
+        return parking.park_or_leave(request, planned, rt)
     if isinstance(planned, Result):
+        if planned.outcome is Outcome.SKIPPED_FIX_NOT_DEPLOYED and rt.settings.parking:
+            # No fix for it yet: a task about to use its last attempt is parked, not lost.
+            return parking.park(request, planned, rt)
         return planned
     if request.act is Act.ENQUEUE:
         assert planned.job is not None and rt.settings.redrive_queue is not None
@@ -182,7 +130,7 @@ def prepare(request: Request, rt: Runtime) -> Result | Pending:
         decision = decide(failure, state, None, rt.policy, now, check_in_flight=check_in_flight)
         if decision.action is Action.CHECK_FIX:
             assert state is not None
-            evidence = _evidence(request.evidence, state, rt)
+            evidence = evidence_for(request.evidence, state, rt)
             decision = decide(
                 failure, state, evidence, rt.policy, now, check_in_flight=check_in_flight
             )
@@ -254,7 +202,7 @@ def _run(pending: Pending, rt: Runtime) -> Result:
     except errors.RedriveError as err:
         return Result.of(rt.for_error(err), state=state, fix=evidence)
     if isinstance(claimed, Refusal):
-        return _refused(claimed, state, evidence)
+        return refused(claimed, state, evidence)
     claim = claimed.fields() if claimed is not None else None
     try:
         run = rt.tasks.run(failure.task, state)
@@ -327,7 +275,7 @@ def _recreate(pending: Pending, rt: Runtime) -> Result:
     except errors.RedriveError as err:
         return Result.of(rt.for_error(err), state=state, fix=evidence)
     if isinstance(claimed, Refusal):
-        return _refused(claimed, state, evidence)
+        return refused(claimed, state, evidence)
     copy = copy_name(failure.task, count, claimed.rung)
     due = rt.clock() + timedelta(seconds=rt.settings.recreate_delay_s)
     done: dict[str, Any] = {"state": state, "fix": evidence, "claim": claimed.fields()}
@@ -335,7 +283,7 @@ def _recreate(pending: Pending, rt: Runtime) -> Result:
     def time_left_s() -> float:
         return (due - rt.clock()).total_seconds()
 
-    def withdraw(why: str, *, original_gone: bool = False) -> bool:
+    def withdraw_copy(why: str, *, original_gone: bool = False) -> bool:
         """Withdraw the copy (it must not run), ending its rung first: a later delivery then
         knows the copy was withdrawn, not run. Only before the copy is due (once due it may be
         running), and only with that record made (the next delivery then finishes the
@@ -344,7 +292,7 @@ def _recreate(pending: Pending, rt: Runtime) -> Result:
             return False
         if not claims.end(claimed, f"copy {copy.task} withdrawn: {why}") and not original_gone:
             return False
-        if _withdraw(copy, rt):
+        if withdraw(copy, rt):
             return True
         claims.copy_stays(claimed, f"the withdrawal of copy {copy.task} failed")
         return False
@@ -355,7 +303,7 @@ def _recreate(pending: Pending, rt: Runtime) -> Result:
         except errors.RedriveError as err:
             # A copy whose creation is unknown may exist and come due: withdraw it, so that only
             # the original (whose own retry is far off) can run.
-            withdrawn = withdraw(f"its creation failed: {err}")
+            withdrawn = withdraw_copy(f"its creation failed: {err}")
             result = Result.of(rt.for_error(err), **done)
             result.reason += f"; {failure.task} was not re-created" + (
                 "" if withdrawn else f" (its copy {copy} could not be withdrawn: check it)"
@@ -365,7 +313,7 @@ def _recreate(pending: Pending, rt: Runtime) -> Result:
         # Retried only while the copy could still be withdrawn in time.
         deleted = rt.tasks.delete(failure.task, deadline_s=max(0.0, time_left_s() - WITHDRAW_S))
     except errors.RedriveError as err:
-        if withdraw(f"the original could not be deleted: {err}"):
+        if withdraw_copy(f"the original could not be deleted: {err}"):
             result = Result.of(rt.for_error(err), **done)
             result.reason += "; the original could not be deleted, so its copy was withdrawn"
             return result
@@ -380,7 +328,7 @@ def _recreate(pending: Pending, rt: Runtime) -> Result:
         )
     if deleted is Deleted.WAS_GONE:
         # The original ran or was deleted while its copy was made: the copy must not run too.
-        if withdraw("the original disappeared meanwhile", original_gone=True):
+        if withdraw_copy("the original disappeared meanwhile", original_gone=True):
             return Result(
                 Outcome.NOT_FOUND,
                 "the original disappeared while its copy was made (it ran or was deleted); the "
@@ -422,27 +370,6 @@ def _too_soon_to_recreate(state: TaskState, rt: Runtime) -> str | None:
     )
 
 
-def _withdraw(copy: TaskName, rt: Runtime) -> bool:
-    """Delete a copy that must not run. True when it is gone (deleted, or never there)."""
-    try:
-        rt.tasks.delete(copy)
-    except errors.RedriveError:
-        return False
-    return True
-
-
-def _refused(claimed: Refusal, state: TaskState, evidence: FixEvidence | None) -> Result:
-    return Result(
-        claimed.outcome,
-        claimed.reason,
-        claimed.http_status,
-        state=state,
-        fix=evidence,
-        claim=claimed.fields(),
-        retry_after_s=claimed.retry_after_s,
-    )
-
-
 def _claim(
     request: Request, state: TaskState, evidence: FixEvidence | None, rt: Runtime
 ) -> Grant | Refusal | None:
@@ -471,14 +398,6 @@ def _throttle_wait_s(request: Request, rt: Runtime) -> float:
     if request.throttle_timeout_s is not None:
         return request.throttle_timeout_s
     return max(rt.settings.retry_deadline_s, 1.0)
-
-
-def _evidence(source: EvidenceSource, state: TaskState, rt: Runtime) -> FixEvidence:
-    if source is None:
-        return rt.fix_check.evidence(state.name, state)
-    if isinstance(source, FixEvidence):
-        return source
-    return source(state)
 
 
 def _job(failure: Failure, state: TaskState, evidence: FixEvidence | None, rt: Runtime) -> JobTask:
