@@ -316,13 +316,14 @@ def test_the_stop_rule_is_the_emulators(max_attempts: int, max_retry_duration_s:
             predicted = retries_exhausted(rule, attempt, (now - first).total_seconds() + 5)
             assert retries_exhausted(rule, attempt, (now - first).total_seconds()) == predicted
             stack.client.run_task(request={"name": task})
-            wait_for(
-                lambda a=attempt: (
-                    (t := stack.get(task)) is None
-                    or (t.dispatch_count == a and "response_status" in t.last_attempt)
-                ),
-                f"attempt {attempt} answered",
-            )
+
+            def answered(made: int = attempt) -> bool:
+                got = stack.get(task)
+                return got is None or (
+                    got.dispatch_count == made and "response_status" in got.last_attempt
+                )
+
+            wait_for(answered, f"attempt {attempt} answered")
             assert stack.gone(task) == predicted, (attempt, rule)
             if predicted:
                 break
