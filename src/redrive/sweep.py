@@ -38,7 +38,7 @@ from redrive.core.claims import Checkpoint
 from redrive.core.decide import Failure, FixEvidence, SignalRef
 from redrive.core.names import QueueName
 from redrive.core.outcomes import Outcome
-from redrive.core.parking import Parked, Verdict, park_check
+from redrive.core.parking import Parked, RestoreScope, Verdict, park_check
 from redrive.core.records import COMPONENT, Result, build_record, iso, signal_fields
 from redrive.core.recreate import Method, MethodChoice, choose_method
 from redrive.core.selection import Pick, SweepPlan, patrol_plan, plan_for, select
@@ -131,7 +131,7 @@ class SweepReport:
         counts = (
             ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())) or "nothing re-driven"
         )
-        name = "PATROL" if plan.purpose == "patrol" else "SWEEP"
+        name = {"patrol": "PATROL", "restore": "RESTORE"}.get(plan.purpose, "SWEEP")
         queues = len(plan.queues) + self.parking.get("location_queues", 0)
         message = (
             f"{name} {queues} queue(s), {self.tasks_seen} task(s) seen in {self.pages} "
@@ -468,29 +468,37 @@ class Sweeper:
         parking_queue = self.settings.parking_queue
         if parking_queue is None or self.rt.claims is None:
             return
+        plan = self._plan
         try:
-            if self._plan.purpose == "patrol":
+            if plan.purpose == "patrol":
                 self._census(parking_queue)
-            elif self._plan.deployed_at is not None:
-                self._restore_parked(parking_queue, self._plan.deployed_at)
+            elif plan.restore is not None:
+                self._restore_parked(parking_queue, plan.restore)
+            elif plan.deployed_at is not None:
+                origins = [q for q in plan.queues if self.rt.policy.queue_refusal(q) is None]
+                if origins:
+                    scope = RestoreScope(queues=frozenset(origins), fixed_by=plan.deployed_at)
+                    self._restore_parked(parking_queue, scope)
         except errors.RedriveError as err:
             decision = self.rt.for_error(err)
             assert decision.outcome is not None
             reason = f"the parking queue could not be read: {decision.reason}"
             self._queue_line(parking_queue, Result(decision.outcome, reason, decision.http_status))
 
-    def _restore_parked(self, parking_queue: QueueName, deployed_at: datetime) -> None:
-        """Restore the parked tasks of the swept queues whose failure the deploy fixes."""
-        origins = {q for q in self._plan.queues if self.rt.policy.queue_refusal(q) is None}
-        if not origins:
-            return
+    def _restore_parked(self, parking_queue: QueueName, scope: RestoreScope) -> None:
+        """Restore the parked tasks the scope takes (a deploy's: those of the swept queues
+        whose failure came before it)."""
         stats = self._report.parking
         stats.update({"queue": str(parking_queue), "seen": 0, "restore_selected": 0})
-        evidence = FixEvidence(
-            DEPLOY_STRATEGY,
-            live_since=deployed_at,
-            service=",".join(self._plan.services) or None,
-            note=f"{self._plan.signal.source} deploy notification",
+        evidence = (
+            FixEvidence(
+                DEPLOY_STRATEGY,
+                live_since=scope.fixed_by,
+                service=",".join(self._plan.services) or None,
+                note=f"{self._plan.signal.source} deploy notification",
+            )
+            if scope.fixed_by is not None
+            else None
         )
         for page in self._pages(parking_queue):
             requests = []
@@ -498,10 +506,7 @@ class Sweeper:
                 state = TaskState.from_task(task)
                 parked = Parked.from_url(state.target_url)
                 stats["seen"] += 1
-                if parked is None or parked.origin.queue_name not in origins:
-                    continue
-                if (parked.failed_at or parked.parked_at) >= deployed_at:
-                    stats["not_fixed"] = stats.get("not_fixed", 0) + 1
+                if parked is None or not scope.takes(parked, state.name):
                     continue
                 failure = Failure(
                     parked.origin,
@@ -516,6 +521,7 @@ class Sweeper:
                     evidence=evidence,
                     parked=state.name,
                     owner=self._owner,
+                    again=scope.again,
                 )
                 requests.append((failure, request))
             stats["restore_selected"] += len(requests)
@@ -855,3 +861,27 @@ def failing_tasks(
             break
     newest = sorted(heap, key=lambda item: item[:2], reverse=True)
     return [state for _, _, state in newest], seen, failing
+
+
+# ---------------------------------------------------------------------------------------------
+# parked (CLI): the parking queue's copies, page by page
+
+
+def parked_copies(
+    tasks: CloudTasks, parking_queue: QueueName, retry_deadline_s: float = 30.0
+) -> Iterator[tuple[TaskState, Parked]]:
+    """Every parked copy of the parking queue with what its URL records, one page in memory at a
+    time (tasks that are not parked copies are passed over)."""
+    token = ""
+    while True:
+        page, token = tasks.list_page(
+            parking_queue, token, page_size=PAGE_SIZE, deadline_s=retry_deadline_s
+        )
+        for task in page:
+            state = TaskState.from_task(task)
+            parked = Parked.from_url(state.target_url)
+            if parked is not None:
+                yield state, parked
+        del page
+        if not token:
+            return

@@ -285,6 +285,8 @@ _RPCS = {
     "create_task": "CreateTask",
     "list_tasks": "ListTasks",
     "get_queue": "GetQueue",
+    "delete_task": "DeleteTask",
+    "list_queues": "ListQueues",
     "list_services": "ListServices",
     "get_service": "GetService",
     "get_revision": "GetRevision",

@@ -284,3 +284,29 @@ def _time(raw: str | None) -> datetime | None:
     if not raw:
         return None
     return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class RestoreScope:
+    """Which parked tasks a restore takes: by origin queue, by task (the origin's name or the
+    parked copy's), or all; a deploy's restore only those whose failure came before it."""
+
+    queues: frozenset[QueueName] = frozenset()
+    tasks: frozenset[str] = frozenset()
+    everything: bool = False
+    fixed_by: datetime | None = None
+    """A deploy's time: only failures before it are fixed by it."""
+    again: bool = False
+    """An operator's word that an earlier restore whose result can no longer be told did not
+    run (see redrive.pipeline.parking)."""
+
+    def takes(self, parked: Parked, copy: TaskName) -> bool:
+        named = (
+            self.everything
+            or parked.origin.queue_name in self.queues
+            or str(parked.origin) in self.tasks
+            or str(copy) in self.tasks
+        )
+        if not named:
+            return False
+        return self.fixed_by is None or (parked.failed_at or parked.parked_at) < self.fixed_by

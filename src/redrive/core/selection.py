@@ -13,6 +13,7 @@ from enum import StrEnum
 from redrive.core.config import Settings
 from redrive.core.decide import SignalRef
 from redrive.core.names import QueueName
+from redrive.core.parking import RestoreScope
 from redrive.core.signals import Deploy, Patrol, QueueAlert
 from redrive.core.state import TaskState
 
@@ -77,9 +78,12 @@ class SweepPlan:
     """Why the plan is what it is, when that needs saying (always, for an empty plan)."""
     purpose: str = "redrive"
     """`redrive` (re-drive the selected tasks; with parking, restore the parked ones a deploy
-    fixes) or `patrol` (park the tasks about to use their last attempt)."""
+    fixes), `patrol` (park the tasks about to use their last attempt) or `restore` (restore the
+    parked tasks of `restore`)."""
     locations: tuple[str, ...] = ()
     """`projects/P/locations/L` whose every queue is swept too (an allowlist pattern)."""
+    restore: RestoreScope | None = None
+    """Purpose `restore` (an operator's): the parked tasks to restore."""
 
 
 def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) -> SweepPlan:

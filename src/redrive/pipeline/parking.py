@@ -190,8 +190,9 @@ def park(request: Request, base: Result, rt: Runtime) -> Result:
     assert fresh.schedule_time is not None  # the park rule needs a next attempt
     ahead_s = (fresh.schedule_time - rt.clock()).total_seconds()
     try:
-        # Retried only while the original's next attempt is comfortably ahead.
-        deleted = rt.tasks.delete(failure.task, deadline_s=max(0.0, ahead_s - WITHDRAW_S))
+        # Retried within the usual bound, and only while the next attempt is comfortably ahead.
+        bound_s = min(settings.retry_deadline_s, ahead_s - WITHDRAW_S)
+        deleted = rt.tasks.delete(failure.task, deadline_s=max(0.0, bound_s))
     except errors.RedriveError as err:
         if give_up(f"the original could not be deleted: {err}"):
             result = Result.of(rt.for_error(err), **done)
@@ -353,13 +354,20 @@ def restore(request: Request, rt: Runtime) -> Result:
     try:
         rt.tasks.delete(parked_task)
     except errors.RedriveError as err:
-        return Result(
-            Outcome.FAILED,
-            f"restored as {copy.task}, but the parked copy could not be deleted ({err}): "
-            "delivered again to delete it",
-            503,
-            **done,
+        # The restored task carries the work; the parked copy can never run by itself. A later
+        # restore of it finds the restored task through the claim and only deletes the copy.
+        result = Result.of(rt.for_error(err), **done)
+        then = (
+            "delivered again to delete it"
+            if result.outcome.redeliver
+            else f"delete it (redrive parked purge --task {parked_task}), or restore it again "
+            "within the hour: that only deletes it"
         )
+        result.reason = (
+            f"restored as {copy.task}, but the parked copy could not be deleted "
+            f"({result.reason}): {then}"
+        )
+        return result
     how = "made by an earlier delivery" if grant.resumed else "due now"
     return Result(
         Outcome.RESTORED,
