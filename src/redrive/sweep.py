@@ -137,7 +137,13 @@ class SweepReport:
             f"{name} {queues} queue(s), {self.tasks_seen} task(s) seen in {self.pages} "
             f"page(s), {self.selected} selected: {counts}; {done}"
         )
-        message += _parking_note(self.parking)
+        if plan.purpose == "restore":
+            message = (
+                f"RESTORE {self.parking.get('seen', 0)} parked task(s) looked at, "
+                f"{self.parking.get('restore_selected', 0)} selected: {counts}; {done}"
+            )
+        else:
+            message += _parking_note(self.parking)
         if self.resumed_from_page:
             message += f"; resumed at page {self.resumed_from_page} (checkpoint)"
         if self.stopped_at:

@@ -460,10 +460,16 @@ def restore(
         report = sweeper.run(plan)
     gave_up = watch.gave_up() if _sweep_failed(report) else None
     record = report.record()
+    refused = bool(report.counts.get("SKIPPED_NOT_ALLOWED"))
+    code = _sweep_exit(report)
+    if refused and code == 0:
+        code = EXIT_USAGE  # an origin queue that is not allowed, as `run` and `sweep` say
     if json_output:
         if gave_up:
             click.echo(f"redrive: {gave_up}", err=True)
-        sys.exit(_sweep_exit(report))
+        if refused:
+            click.echo(f"redrive: an origin queue is not allowed: {ALLOW_HINT}", err=True)
+        sys.exit(code)
     console = _console(False)
     from rich.table import Table
 
@@ -484,9 +490,9 @@ def restore(
     _print_reasons(console, records)
     if gave_up:
         console.print(f"[bold red]gave up:[/] {gave_up}")
-    if report.counts.get("SKIPPED_NOT_ALLOWED"):
+    if refused:
         console.print(f"[yellow]hint:[/] {ALLOW_HINT}")
-    sys.exit(_sweep_exit(report))
+    sys.exit(code)
 
 
 @parked.command("purge", epilog=EXIT_CODES_HELP)
