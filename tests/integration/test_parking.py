@@ -347,3 +347,138 @@ def test_parking_needs_the_claims_queue(stack: Stack, parking: str, origin: str)
                 "REDRIVE_ALLOWED_QUEUES": f"{origin},{parking}",
             }
         )
+
+
+def test_a_failure_signal_and_a_patrol_at_once_park_the_task_once(
+    stack: Stack, server: Any, parking: str, origin: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    one, two = server(), server()
+    task, path = failing_twice(stack, origin, "race")
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(
+                lambda args: post_signal(*args),
+                [
+                    (one, task_log(task, 2, 3), f"race-log-{task}", now_rfc3339()),
+                    (two, b'{"patrol": {}}', f"race-patrol-{task}", now_rfc3339()),
+                ],
+            )
+        )
+    # A delivery that stood aside or met its own claim too young to judge comes back.
+    for fn, first, message in ((one, answers[0], "log"), (two, answers[1], "patrol")):
+        payload = task_log(task, 2, 3) if message == "log" else b'{"patrol": {}}'
+        answer, tries = first, 0
+        while answer.status_code >= 300 and tries < 10:
+            time.sleep(0.5)
+            answer = post_signal(fn, payload, f"race-{message}-{task}", now_rfc3339())
+            tries += 1
+        assert answer.status_code == 200, answer.text
+    outcomes = [x["outcome"] for fn in (one, two) for x in fn.outcomes(task=task)]
+    assert outcomes.count("PARKED") == 1, outcomes
+    copies = [
+        t.name
+        for t in stack.client.list_tasks(request={"parent": parking})
+        if (p := Parked.from_url(t.http_request.url)) is not None and str(p.origin) == task
+    ]
+    assert len(copies) == 1 and stack.gone(task)
+    assert len(requests_to(stack, path)) == 2
+
+
+def test_two_deploys_at_once_restore_a_parked_task_once(
+    stack: Stack, server: Any, parking: str, origin: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    one, two = server(), server()
+    task, path = failing_twice(stack, origin, "twice")
+    assert (
+        post_signal(one, task_log(task, 2, 3), f"tw-log-{task}", now_rfc3339()).status_code == 200
+    )
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(
+                lambda fn: post_signal(fn[0], deploy(origin), fn[1], now_rfc3339()),
+                [(one, f"tw-a-{task}"), (two, f"tw-b-{task}")],
+            )
+        )
+    for fn, first, message in (
+        (one, answers[0], f"tw-a-{task}"),
+        (two, answers[1], f"tw-b-{task}"),
+    ):
+        answer, tries = first, 0
+        while answer.status_code >= 300 and tries < 10:
+            time.sleep(0.5)
+            answer = post_signal(fn, deploy(origin), message, now_rfc3339())
+            tries += 1
+        assert answer.status_code == 200, answer.text
+    outcomes = [x["outcome"] for fn in (one, two) for x in fn.outcomes(task=task)]
+    assert outcomes.count("RESTORED") == 1, outcomes
+    wait_for(lambda: len(requests_to(stack, path)) == 3, "the restored task's request")
+    time.sleep(0.5)
+    assert len(requests_to(stack, path)) == 3  # once
+
+
+def test_an_earlier_restore_that_can_no_longer_be_told_keeps_the_copy_until_said_again(
+    stack: Stack, parking: str, origin: str
+) -> None:
+    """A restore that took its claim and then vanished over an hour ago (its restored task's name
+    is forgotten by now): the parked copy is kept and nothing is created, until an operator says
+    that restore did not run (--again)."""
+    from datetime import timedelta
+
+    from redrive import pipeline
+    from redrive.core.claims import FailureKey
+    from redrive.core.config import Settings
+    from redrive.core.decide import Failure, SignalRef
+    from redrive.core.names import TaskName
+    from redrive.pipeline.parking import RESTORE_FIX
+    from redrive.runtime import Runtime
+
+    env = {
+        **stack.emu.env(),
+        "REDRIVE_ALLOWED_QUEUES": origin,
+        "REDRIVE_CLAIMS_QUEUE": stack.claims(),
+        "REDRIVE_PARKING_QUEUE": parking,
+        "REDRIVE_FIX_CHECK": "static",
+        "REDRIVE_FIX_DEPLOYED_AT": LONG_AGO,
+        "REDRIVE_RETRY_DEADLINE_S": "1",
+    }
+    now = Runtime(Settings.from_env(env))
+    later = Runtime(
+        Settings.from_env(env), clock=lambda: stack.emu.clock.now() + timedelta(hours=2)
+    )
+    task, path = failing_twice(stack, origin, "unclear")
+    origin_task = TaskName.parse(task)
+    parked = pipeline.process(
+        pipeline.Request(
+            Failure(origin_task, now.clock(), SignalRef("patrol", "patrol"), 2),
+            pipeline.Act.PARK,
+            owner="patrol",
+        ),
+        now,
+    )
+    assert parked.outcome.value == "PARKED" and parked.parked is not None
+    copy = TaskName.parse(str(parked.parked["copy"]))
+    # The vanished restore: its rung taken, nothing else done.
+    assert now.claims is not None
+    now.claims.claim(
+        FailureKey(copy, 2), fix=RESTORE_FIX, owner="cli:vanished", reread=None, marked=False
+    )
+
+    def restore(again: bool) -> Any:
+        failure = Failure(origin_task, later.clock(), SignalRef("cli", "operator"), 2)
+        request = pipeline.Request(
+            failure, pipeline.Act.RESTORE, parked=copy, owner="cli:now", again=again
+        )
+        return pipeline.process(request, later)
+
+    kept = restore(again=False)
+    assert kept.outcome.value == "SKIPPED_DUPLICATE", kept.reason
+    assert "--again" in kept.reason and stack.get(str(copy)) is not None
+    done = restore(again=True)
+    assert done.outcome.value == "RESTORED", done.reason
+    assert done.claim is not None and done.claim["rung"] == 2
+    assert stack.gone(str(copy))
+    wait_for(lambda: len(requests_to(stack, path)) == 3, "the restored task's request")

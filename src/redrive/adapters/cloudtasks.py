@@ -279,15 +279,17 @@ class CloudTasks:
             return None
         return type(got).pb(got) if hasattr(type(got), "pb") else got
 
-    def create_copy(self, original: Any, name: TaskName, schedule_time: datetime) -> bool:
-        """Create `name` as a copy of `original` (a raw Task) due at `schedule_time`. True when
-        created, False when the name is taken (a redelivery meets its own copy)."""
+    def create_copy(self, original: Any, name: TaskName, schedule_time: datetime | None) -> bool:
+        """Create `name` as a copy of `original` (a raw Task) due at `schedule_time` (None: due
+        when Cloud Tasks creates it, by its own clock). True when created, False when the name is
+        taken (a redelivery meets its own copy)."""
         copy = type(original)()
         copy.CopyFrom(original)
         for field in OUTPUT_ONLY:
             copy.ClearField(field)
         copy.name = str(name)
-        copy.schedule_time.FromDatetime(schedule_time)
+        if schedule_time is not None:
+            copy.schedule_time.FromDatetime(schedule_time)
         request = {"parent": str(name.queue_name), "task": copy, "response_view": 1}
         try:
             self._retried(

@@ -344,7 +344,8 @@ def restore(request: Request, rt: Runtime) -> Result:
     done: dict[str, Any] = {"fix": fix, "claim": grant.fields(), "parked": fields}
     if not grant.resumed:
         try:
-            rt.tasks.create_copy(original, copy, rt.clock())
+            # Due when Cloud Tasks makes it, by its own clock (redrive's may differ).
+            rt.tasks.create_copy(original, copy, None)
         except errors.RedriveError as err:
             if _not_created(err):
                 claims.end(grant, f"CreateTask refused: {err}")
