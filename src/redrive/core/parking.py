@@ -224,7 +224,7 @@ class Parked:
             "failed": _iso(self.failed_at),
             "first": _iso(self.first_attempt_at),
             "created": _iso(self.origin_created_at),
-            "by": self.owner[:100],
+            "by": url_safe_owner(self.owner),
         }
         return f"https://{PARKED_HOST}{PARKED_PATH}?{urlencode(query)}"
 
@@ -274,6 +274,17 @@ class Parked:
     def expires_at(self, created_at: datetime | None, retention: timedelta = RETENTION) -> datetime:
         """When Cloud Tasks' retention removes the parked copy (created at `created_at`)."""
         return (created_at or self.parked_at) + retention
+
+
+URL_MAX = 2083
+"""Cloud Tasks' limit on an HttpRequest URL: a parked copy's URL, with the longest names the
+grammar allows, stays within it (tests/test_parking.py)."""
+
+
+def url_safe_owner(owner: str) -> str:
+    """The owner as a parked copy's URL records it: printable ASCII (owners are message ids, job
+    and run names), at most 100 characters."""
+    return "".join(c if " " <= c <= "~" else "?" for c in owner)[:100]
 
 
 def _iso(value: datetime | None) -> str:
