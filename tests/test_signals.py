@@ -1196,3 +1196,49 @@ def test_dead_lettered_alert_keeps_delivery_metadata() -> None:
     parsed = parse_message(msg(json.dumps(spec["data"]), DLQ_FORWARD_META), now=NOW)
     assert parsed.kind == "alert"
     assert {k: parsed.metadata[k] for k in DLQ_FORWARD_META} == DLQ_FORWARD_META
+
+
+# --- the patrol ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "attributes", "queues"),
+    [
+        ('{"patrol": {}}', {}, ()),
+        ('{"patrol": true}', {}, ()),
+        ('{"patrol": null}', {}, ()),
+        (f'{{"patrol": {{"queues": ["{BILLING}", "{BILLING}"]}}}}', {}, (BILLING,)),
+        ("", {"redrive-kind": "patrol"}, ()),
+        ("  ", {"kind": "Patrol"}, ()),
+    ],
+)
+def test_patrol_messages(data: str, attributes: dict[str, str], queues: tuple[str, ...]) -> None:
+    from redrive.core.signals import Patrol
+
+    parsed = parse_message(msg(data, attributes), now=NOW)
+    assert parsed.kind == "patrol"
+    (signal,) = parsed.signals
+    assert isinstance(signal, Patrol)
+    assert signal.queues == tuple(QueueName.parse(q) for q in queues)
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ('{"patrol": 3}', "'patrol' must be an object, got number"),
+        ('{"patrol": "all"}', "'patrol' must be an object, got string"),
+        ('{"patrol": {"queues": "x"}}', "patrol.queues must be an array"),
+        ('{"patrol": {"queues": ["not-a-queue"]}}', "patrol.queues"),
+        ('{"patrol": {"queues": [7]}}', "patrol.queues"),
+        ('{"patrol": {"every": "5m"}}', "unknown fields: every"),
+    ],
+)
+def test_bad_patrols_are_invalid(data: str, needle: str) -> None:
+    parsed = parse_message(msg(data, {}), now=NOW)
+    (signal,) = parsed.signals
+    assert isinstance(signal, Invalid) and needle in signal.reason, signal
+
+
+def test_an_empty_message_is_no_patrol_without_the_attribute() -> None:
+    (signal,) = parse_message(msg("", {}), now=NOW).signals
+    assert isinstance(signal, Invalid)

@@ -482,3 +482,103 @@ def test_an_earlier_restore_that_can_no_longer_be_told_keeps_the_copy_until_said
     assert done.claim is not None and done.claim["rung"] == 2
     assert stack.gone(str(copy))
     wait_for(lambda: len(requests_to(stack, path)) == 3, "the restored task's request")
+
+
+def test_a_restored_task_that_fails_again_is_parked_again(
+    stack: Stack, server: Any, parking: str, origin: str
+) -> None:
+    """The deploy did not fix it: the restored task (fresh counters) fails, and before its own
+    last attempt it is parked again, under its new name."""
+    fn = server()
+    task, path = failing_twice(stack, origin, "stubborn")
+    post_signal(fn, task_log(task, 2, 3), f"st-log-{task}", now_rfc3339())
+    stack.target.statuses[path] = 500  # the "fix" is no fix
+    post_signal(fn, deploy(origin), f"st-deploy-{task}", now_rfc3339())
+    (restored,) = fn.outcomes(task=task, outcome="RESTORED")
+    again = restored["parked"]["restored_as"]
+    wait_for(
+        lambda: (t := stack.get(again)) is not None and "response_status" in t.last_attempt,
+        "the restored task's failed first attempt",
+    )
+    stack.client.run_task(request={"name": again})
+    wait_for(lambda: stack.get(again).dispatch_count == 2, "its failed second attempt")
+    wait_for(lambda: len(requests_to(stack, path)) == 4, "four requests in all")
+    # The signal names the restored task; the deploy above is older than its failures.
+    post_signal(fn, task_log(again, 2, 3), f"st-log2-{task}", now_rfc3339())
+    (line,) = fn.outcomes(task=again, outcome="PARKED")
+    assert stack.gone(again)
+    parked = Parked.from_url(stack.get(line["parked"]["copy"]).http_request.url)
+    assert parked is not None and str(parked.origin) == again
+
+
+def test_a_queued_mode_failure_signal_parks_too(
+    stack: Stack, server: Any, parking: str, origin: str
+) -> None:
+    redrive_queue = stack.queue("pk-redrive", paused=True)
+    fn = server(REDRIVE_QUEUE=redrive_queue, REDRIVE_JOB_URL="http://127.0.0.1:9/")
+    task, _ = failing_twice(stack, origin, "queued")
+    post_signal(fn, task_log(task, 2, 3), f"pq-log-{task}", now_rfc3339())
+    (line,) = fn.outcomes(task=task)
+    assert line["outcome"] == "PARKED" and line["mode"] == "queued", line["reason"]
+    assert list(stack.client.list_tasks(request={"parent": redrive_queue})) == []  # no job
+
+
+def test_the_patrol_covers_an_allowed_location_but_not_redrives_own_queues(
+    stack: Stack, server: Any, parking: str
+) -> None:
+    queue = make_queue(stack, "pk-anywhere")
+    fn = server(REDRIVE_ALLOWED_QUEUES=f"{PARENT}/queues/*")
+    task, _ = failing_twice(stack, queue, "anywhere")
+    response = post_signal(fn, b'{"patrol": {}}', f"pk-loc-{task}", now_rfc3339())
+    assert response.status_code == 200, response.text
+    assert [x["outcome"] for x in fn.outcomes(task=task)] == ["PARKED"]
+    refused = [x for x in fn.outcomes(outcome="SKIPPED_NOT_ALLOWED")]
+    assert refused == []  # the claims and parking queues are never patrolled
+    (patrol,) = [x for x in fn.lines() if x.get("event") == "redrive.sweep"]
+    assert str(parking) not in patrol["queue_outcomes"]
+
+
+def test_the_patrol_warns_before_the_retention_limit_and_when_the_queue_runs(
+    tmp_path: Path,
+) -> None:
+    """Emulated time 100,000 times faster: a day passes in under a second. A parked copy with
+    less than REDRIVE_PARKED_WARN_S left is counted as expiring (WARNING); a parking queue that
+    is not paused makes the patrol's line an ERROR."""
+    from redrive.core.names import TaskName
+    from redrive.core.parking import PARKED_SCHEDULE_AHEAD, Why
+
+    stack = Stack(time_scale=100_000.0)
+    try:
+        queue = make_queue(stack, "pk-old")
+        parking_queue = stack.queue("pk-running-parking")  # left RUNNING on purpose
+        origin = f"{queue}/tasks/old"
+        record = Parked(
+            TaskName.parse(origin), 2, stack.emu.clock.now(), Why.LAST_ATTEMPT, "v2beta3"
+        )
+        stack.client.create_task(
+            request={
+                "parent": parking_queue,
+                "task": {
+                    "name": f"{parking_queue}/tasks/pk-old--old--pk000000000000",
+                    "http_request": {"url": record.url(), "body": b""},
+                    "schedule_time": stack.emu.clock.now() + PARKED_SCHEDULE_AHEAD,
+                },
+            }
+        )
+        stack.emu.clock.sleep(2 * 86400)
+        env = {
+            **stack.emu.env(),
+            "REDRIVE_ALLOWED_QUEUES": queue,
+            "REDRIVE_CLAIMS_QUEUE": stack.claims(),
+            "REDRIVE_PARKING_QUEUE": parking_queue,
+            "REDRIVE_PARKED_WARN_S": str(30 * 86400),
+            "REDRIVE_MAX_SIGNAL_AGE": "3650d",
+        }
+        with function_server("handle_signal", "cloudevent", env, tmp_path / "fn.log") as fn:
+            post_signal(fn, b'{"patrol": {}}', "pk-expiring", now_rfc3339())
+            (patrol,) = [x for x in fn.lines() if x.get("event") == "redrive.sweep"]
+        assert patrol["parking"]["parked"] == 1 and patrol["parking"]["expiring"] == 1
+        assert patrol["parking"]["state"] == "RUNNING" and patrol["severity"] == "ERROR"
+        assert "not PAUSED" in patrol["message"] and "restore or purge" in patrol["message"]
+    finally:
+        stack.stop()
