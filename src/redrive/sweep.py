@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -299,10 +300,14 @@ class Sweeper:
                 self._location_line(location, decision.outcome, decision.reason)
                 continue
             extra = [q for q in found if q not in own and q not in queues]
-            self._report.parking["location_queues"] = self._report.parking.get(
-                "location_queues", 0
-            ) + len(extra)
+            listed = self._report.parking.get("location_queues", 0) + len(extra)
+            self._report.parking["location_queues"] = listed
             queues.extend(extra)
+        if plan.purpose == "patrol" and queues and plan.signal.message_id:
+            # Each patrol starts at another queue (by its message id): when the budget cannot
+            # cover every queue, the ones at the end of the list are not always the ones left.
+            start = zlib.crc32(plan.signal.message_id.encode()) % len(queues)
+            queues = queues[start:] + queues[:start]
         return queues
 
     def _location_line(self, location: str, outcome: Outcome, reason: str) -> None:
