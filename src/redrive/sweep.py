@@ -838,7 +838,12 @@ def sweep_signal(
         )
         return [verdict[0]]
     report = Sweeper(rt).run(plan)
-    return [Outcome.SWEEP, Outcome.FAILED] if report.redeliver else [Outcome.SWEEP]
+    redeliver = report.redeliver
+    if plan.purpose == "patrol" and not report.complete:
+        # A patrol cut by its budget is not delivered again (the same message would start at the
+        # same queue): the next scheduled patrol starts at another. Faults are, as ever.
+        redeliver = any(count and Outcome(o).redeliver for o, count in report.counts.items())
+    return [Outcome.SWEEP, Outcome.FAILED] if redeliver else [Outcome.SWEEP]
 
 
 # ---------------------------------------------------------------------------------------------
