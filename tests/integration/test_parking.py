@@ -582,3 +582,12 @@ def test_the_patrol_warns_before_the_retention_limit_and_when_the_queue_runs(
         assert "not PAUSED" in patrol["message"] and "restore or purge" in patrol["message"]
     finally:
         stack.stop()
+
+
+def test_a_patrol_cut_by_its_budget_is_acknowledged(stack: Stack, server: Any, origin: str) -> None:
+    fn = server(REDRIVE_SWEEP_BUDGET_S="0.000001")
+    response = post_signal(fn, b'{"patrol": {}}', "pk-budget", now_rfc3339())
+    assert response.status_code == 200, response.text
+    (patrol,) = [x for x in fn.lines() if x.get("event") == "redrive.sweep"]
+    assert patrol["complete"] is False and patrol["severity"] == "WARNING"
+    assert patrol["stopped_at"]["queue"] == origin
