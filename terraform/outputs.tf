@@ -107,3 +107,13 @@ output "claims_queue_pause_command" {
   description = "The command that pauses the claims queue once after the first apply (the provider cannot set a queue's state; its markers never run either way)."
   value       = "gcloud tasks queues pause ${google_cloud_tasks_queue.feature["claims"].name} --location=${var.region} --project=${var.project_id}"
 }
+
+output "parking_queue" {
+  description = "Full name of the parking queue (REDRIVE_PARKING_QUEUE): the parked copies of tasks that were about to use their last attempt, or null when parking is off."
+  value       = var.parking.enabled ? google_cloud_tasks_queue.feature["parking"].id : null
+}
+
+output "parking_queue_pause_command" {
+  description = "The command that pauses the parking queue once after the first apply (the provider cannot set a queue's state; the patrol logs ERROR while it is not PAUSED), or null when parking is off."
+  value       = var.parking.enabled ? "gcloud tasks queues pause ${google_cloud_tasks_queue.feature["parking"].name} --location=${var.region} --project=${var.project_id}" : null
+}

@@ -577,7 +577,7 @@ variable "pipeline_alerts" {
       enabled = optional(bool, true)
     }), {})
   })
-  description = "Alert policies on the pipeline itself, sent to notification_channels (at least one when enabled): handle_signal errors (5xx answers above threshold in window_s), the age of the oldest unacknowledged signal on the trigger subscription (above max_age_s for duration_s), failed attempts of the redrive queue (above threshold in window_s), INVALID_SIGNAL decisions (above threshold in window_s) and signals that reached the dead-letter subscription. HALTED re-drives and parked tasks are in features."
+  description = "Alert policies on the pipeline itself, sent to notification_channels (at least one when enabled): handle_signal errors (5xx answers above threshold in window_s), the age of the oldest unacknowledged signal on the trigger subscription (above max_age_s for duration_s), failed attempts of the redrive queue (above threshold in window_s), INVALID_SIGNAL decisions (above threshold in window_s) and signals that reached the dead-letter subscription. HALTED re-drives are in features, parked tasks in parking."
   default     = {}
   nullable    = false
 
@@ -635,22 +635,43 @@ variable "recreate" {
   }
 }
 
+variable "parking" {
+  type = object({
+    enabled         = optional(bool, false)
+    margin_s        = optional(number, 30)
+    before_expiry_s = optional(number, 86400)
+    warn_s          = optional(number, 604800)
+    # Restoring creates the original task again, with its OIDC/OAuth token.
+    task_service_accounts = optional(list(string), [])
+  })
+  description = "Parking (off by default): a task whose next attempt would be its last, or that nears Cloud Tasks' 31-day retention limit, and whose fix is not live is moved into the parking queue NAME_PREFIX-parking (REDRIVE_PARKING_QUEUE: kept paused, pause it once after the first apply with the parking_queue_pause_command output) as a copy that never runs by itself, and restored into its origin queue by a deploy that fixes it or by redrive parked restore. With it come the grants parking and restoring need, the margins REDRIVE_PARK_MARGIN_S (margin_s), REDRIVE_PARK_BEFORE_EXPIRY_S (before_expiry_s) and REDRIVE_PARKED_WARN_S (warn_s), and actAs on task_service_accounts (the accounts whose OIDC/OAuth tokens the target queues' tasks carry: a restored task carries the original's token; the same emails as recreate.task_service_accounts, granted once when both list them)."
+  default     = {}
+  nullable    = false
+
+  validation {
+    # The ranges redrive.core.config accepts for REDRIVE_PARK_MARGIN_S, REDRIVE_PARK_BEFORE_EXPIRY_S
+    # and REDRIVE_PARKED_WARN_S (an instance with another value would not start).
+    condition = (
+      var.parking.margin_s >= 0 && var.parking.margin_s <= 86400 &&
+      var.parking.before_expiry_s >= 0 && var.parking.before_expiry_s <= 2592000 &&
+      var.parking.warn_s >= 0 && var.parking.warn_s <= 2592000
+    )
+    error_message = "The parking.margin_s must be from 0 to 86400, parking.before_expiry_s and parking.warn_s from 0 to 2592000 (30 days): the ranges redrive accepts."
+  }
+
+  validation {
+    condition     = alltrue([for a in var.parking.task_service_accounts : can(regex("^[^@]+@[^@]+$", a))])
+    error_message = "The parking.task_service_accounts must be service account emails."
+  }
+}
+
 variable "features" {
   type = object({
     halted_redrives = optional(object({
       enabled = optional(bool, false)
     }), {})
-    parking = optional(object({
-      enabled = optional(bool, false)
-      queue   = optional(string)
-    }), {})
   })
-  description = "Dashboard widgets and alerts for redrive features that are being built, on the log fields they write: halted re-drives (decisions with outcome HALTED: a widget and an alert to pipeline_alerts' channels) and parking (decisions PARKED and RESTORED, and the depth of the parking queue, by its full name). They add observability only; the features' queues and grants come with the features."
+  description = "Dashboard widgets and alerts for redrive features that are being built, on the log fields they write: halted re-drives (decisions with outcome HALTED: a widget and an alert to pipeline_alerts' channels). They add observability only; the features' queues and grants come with the features (parking has its own input)."
   default     = {}
   nullable    = false
-
-  validation {
-    condition     = var.features.parking.queue == null || can(regex("^projects/[^/]+/locations/[^/]+/queues/[^/]+$", coalesce(var.features.parking.queue, "-")))
-    error_message = "The features.parking.queue must be a full queue name projects/P/locations/L/queues/Q."
-  }
 }

@@ -108,6 +108,23 @@ def test_an_unknown_for_each_key_fails_the_check(terraform: str) -> None:
             },
             "deploy_subscription.create_topic = false",
         ),
+        ({"parking": "{ enabled = true, warn_s = 2592001 }"}, "the ranges redrive accepts"),
+        ({"parking": "{ margin_s = -1 }"}, "the ranges redrive accepts"),
+        ({"parking": '{ task_service_accounts = ["billing-tasks"] }'}, "service account emails"),
+        (
+            {
+                "parking": "{ enabled = true }",
+                "target_queues": (
+                    '["projects/acme-prod/locations/europe-west1/queues/billing", '
+                    '"projects/acme-prod/locations/europe-west1/queues/redrive-parking"]'
+                ),
+            },
+            "redrive never re-drives its own queues",
+        ),
+        (
+            {"target_queues": '["projects/acme-prod/locations/europe-west1/queues/*"]'},
+            "no wildcards",
+        ),
     ],
 )
 def test_values_the_api_rejects_fail_the_plan(
