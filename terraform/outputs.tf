@@ -117,3 +117,8 @@ output "parking_queue_pause_command" {
   description = "The command that pauses the parking queue once after the first apply (the provider cannot set a queue's state; the patrol logs ERROR while it is not PAUSED), or null when parking is off."
   value       = var.parking.enabled ? "gcloud tasks queues pause ${google_cloud_tasks_queue.feature["parking"].name} --location=${var.region} --project=${var.project_id}" : null
 }
+
+output "patrol_job" {
+  description = "The id of the Cloud Scheduler job that publishes the patrol (gcloud scheduler jobs run starts one now), or null when parking is off."
+  value       = one(google_cloud_scheduler_job.patrol[*].id)
+}

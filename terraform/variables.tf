@@ -638,15 +638,21 @@ variable "recreate" {
 variable "parking" {
   type = object({
     enabled         = optional(bool, false)
+    patrol_schedule = optional(string, "*/5 * * * *")
     margin_s        = optional(number, 30)
     before_expiry_s = optional(number, 86400)
     warn_s          = optional(number, 604800)
     # Restoring creates the original task again, with its OIDC/OAuth token.
     task_service_accounts = optional(list(string), [])
   })
-  description = "Parking (off by default): a task whose next attempt would be its last, or that nears Cloud Tasks' 31-day retention limit, and whose fix is not live is moved into the parking queue NAME_PREFIX-parking (REDRIVE_PARKING_QUEUE: kept paused, pause it once after the first apply with the parking_queue_pause_command output) as a copy that never runs by itself, and restored into its origin queue by a deploy that fixes it or by redrive parked restore. With it come the grants parking and restoring need, the margins REDRIVE_PARK_MARGIN_S (margin_s), REDRIVE_PARK_BEFORE_EXPIRY_S (before_expiry_s) and REDRIVE_PARKED_WARN_S (warn_s), and actAs on task_service_accounts (the accounts whose OIDC/OAuth tokens the target queues' tasks carry: a restored task carries the original's token; the same emails as recreate.task_service_accounts, granted once when both list them)."
+  description = "Parking (off by default): a task whose next attempt would be its last, or that nears Cloud Tasks' 31-day retention limit, and whose fix is not live is moved into the parking queue NAME_PREFIX-parking (REDRIVE_PARKING_QUEUE: kept paused, pause it once after the first apply with the parking_queue_pause_command output) as a copy that never runs by itself, and restored into its origin queue by a deploy that fixes it or by redrive parked restore. With it come the grants parking and restoring need, a Cloud Scheduler job NAME_PREFIX-patrol that publishes a patrol ({\"patrol\": {}}: park what signals missed, count the parked tasks, check the parking queue is paused) to the signals topic on patrol_schedule (unix-cron, UTC; every 5 minutes by default), the margins REDRIVE_PARK_MARGIN_S (margin_s), REDRIVE_PARK_BEFORE_EXPIRY_S (before_expiry_s) and REDRIVE_PARKED_WARN_S (warn_s), and actAs on task_service_accounts (the accounts whose OIDC/OAuth tokens the target queues' tasks carry: a restored task carries the original's token; the same emails as recreate.task_service_accounts, granted once when both list them)."
   default     = {}
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9A-Za-z*/,-]+( +[0-9A-Za-z*/,-]+){4}$", trimspace(var.parking.patrol_schedule)))
+    error_message = "The parking.patrol_schedule must be a unix-cron schedule of five fields, such as */5 * * * * (every five minutes)."
+  }
 
   validation {
     # The ranges redrive.core.config accepts for REDRIVE_PARK_MARGIN_S, REDRIVE_PARK_BEFORE_EXPIRY_S

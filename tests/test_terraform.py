@@ -689,6 +689,24 @@ def test_functions_wait_for_the_grants(module: Module) -> None:
 # Signals and observability
 
 
+def test_the_patrol_is_published_to_the_topic_handle_signal_is_triggered_by(
+    module: Module,
+) -> None:
+    job = module.resources[("google_cloud_scheduler_job", "patrol")]
+    assert unq(job["count"]) == "${var.parking.enabled ? 1 : 0}"
+    target = block(job, "pubsub_target")
+    trigger = block(module.resources[("google_cloudfunctions2_function", "main")], "event_trigger")
+    assert unq(target["topic_name"]) == unq(trigger["pubsub_topic"]) == "${local.topic_id}"
+    assert "attributes" not in target  # the data alone says patrol (tests/terraform decodes it)
+    assert job["depends_on"] == ["${google_cloudfunctions2_function.main}"]
+    # Nothing grants publishing to the Cloud Scheduler service agent: its own role holds it.
+    assert not [
+        body
+        for _, _, body in all_role_bindings(module)
+        if "cloudscheduler" in str(body.get("member", ""))
+    ]
+
+
 def test_attempt_failure_alert_extracts_the_task_into_its_documentation(module: Module) -> None:
     policy = module.resources[("google_monitoring_alert_policy", "attempt_failures")]
     condition = block(block(policy, "conditions"), "condition_matched_log")

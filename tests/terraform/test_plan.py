@@ -125,6 +125,7 @@ def test_an_unknown_for_each_key_fails_the_check(terraform: str) -> None:
             {"target_queues": '["projects/acme-prod/locations/europe-west1/queues/*"]'},
             "no wildcards",
         ),
+        ({"parking": '{ patrol_schedule = "every 5 minutes" }'}, "unix-cron schedule"),
     ],
 )
 def test_values_the_api_rejects_fail_the_plan(
@@ -337,3 +338,28 @@ def test_a_folder_with_state_is_not_planned(terraform: str, tmp_path: Path) -> N
     (tmp_path / "terraform.tfstate").write_text("{}")
     result = check(tmp_path, terraform=terraform)
     assert not result.ok and [s.name for s in result.steps] == ["fresh state"]
+
+
+def test_the_patrol_publishes_a_message_handle_signal_reads_as_a_patrol(
+    everything: CheckResult,
+) -> None:
+    """The scheduled message goes through the same decoding as a delivered event (the Pub/Sub
+    message's base64 data, as Eventarc hands it to handle_signal) and the same parser."""
+    from redrive.core.signals import message_from_event, parse_message
+    from redrive.core.signals.model import Patrol
+
+    job = resources(everything)["google_cloud_scheduler_job.patrol[0]"]
+    assert job["name"] == "rd-patrol" and job["region"] == "europe-west1"
+    assert job["schedule"] == "*/5 * * * *" and job["time_zone"] == "Etc/UTC"
+    (target,) = job["pubsub_target"]
+    event = {"message": {"data": target["data"], "messageId": "patrol-1"}}
+    parsed = parse_message(message_from_event(event, ce_time="2026-12-01T12:00:00Z"))
+    assert parsed.kind == "patrol", parsed
+    (signal,) = parsed.signals
+    assert isinstance(signal, Patrol) and signal.queues == ()  # every allowed queue
+
+
+def test_no_patrol_without_parking(minimal: CheckResult) -> None:
+    planned = resources(minimal)
+    assert not of_type(planned, "google_cloud_scheduler_job")
+    assert not any("parking" in address for address in planned)
