@@ -77,6 +77,16 @@ locals {
         aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = ["metric.label.outcome"], threshold = null
       },
       {
+        title   = "Parked tasks (the patrol's count)", plot = "LINE", y = "tasks"
+        filter  = "metric.type=\"${local.parking_metric_types["parked"]}\" AND resource.type=\"cloud_run_revision\""
+        aligner = "ALIGN_DELTA", reducer = "REDUCE_MEAN", group = [], threshold = null
+      },
+      {
+        title   = "Parked tasks near the retention limit (the patrol's count)", plot = "LINE", y = "tasks"
+        filter  = "metric.type=\"${local.parking_metric_types["parked_expiring"]}\" AND resource.type=\"cloud_run_revision\""
+        aligner = "ALIGN_DELTA", reducer = "REDUCE_MEAN", group = [], threshold = null
+      },
+      {
         title   = "Parking queue depth (parked copies)", plot = "LINE", y = "tasks"
         filter  = "metric.type=\"cloudtasks.googleapis.com/queue/depth\" AND resource.type=\"cloud_tasks_queue\" AND resource.labels.queue_id=\"${var.name_prefix}-parking\""
         aligner = "ALIGN_MAX", reducer = "REDUCE_SUM", group = [], threshold = null
@@ -135,5 +145,5 @@ resource "google_monitoring_dashboard" "main" {
     }
   }
 
-  depends_on = [time_sleep.outcome_metric]
+  depends_on = [time_sleep.outcome_metric, time_sleep.parking_metrics]
 }

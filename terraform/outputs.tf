@@ -87,14 +87,17 @@ output "dashboard" {
 output "alert_policies" {
   description = "The ids of the alert policies the module created, by name."
   value = { for name, policy in {
-    attempt_failures = google_monitoring_alert_policy.attempt_failures
-    outcomes         = google_monitoring_alert_policy.outcomes
-    signal_errors    = google_monitoring_alert_policy.signal_errors
-    signal_backlog   = google_monitoring_alert_policy.signal_backlog
-    job_failures     = google_monitoring_alert_policy.job_failures
-    invalid_signals  = google_monitoring_alert_policy.invalid_signals
-    dead_letters     = google_monitoring_alert_policy.dead_letters
-    halted_redrives  = google_monitoring_alert_policy.halted_redrives
+    attempt_failures   = google_monitoring_alert_policy.attempt_failures
+    outcomes           = google_monitoring_alert_policy.outcomes
+    signal_errors      = google_monitoring_alert_policy.signal_errors
+    signal_backlog     = google_monitoring_alert_policy.signal_backlog
+    job_failures       = google_monitoring_alert_policy.job_failures
+    invalid_signals    = google_monitoring_alert_policy.invalid_signals
+    dead_letters       = google_monitoring_alert_policy.dead_letters
+    halted_redrives    = google_monitoring_alert_policy.halted_redrives
+    parked             = google_monitoring_alert_policy.parked
+    parked_expiring    = google_monitoring_alert_policy.parked_expiring
+    parking_not_paused = google_monitoring_alert_policy.parking_not_paused
   } : name => policy[0].name if length(policy) > 0 }
 }
 
@@ -121,4 +124,9 @@ output "parking_queue_pause_command" {
 output "patrol_job" {
   description = "The id of the Cloud Scheduler job that publishes the patrol (gcloud scheduler jobs run starts one now), or null when parking is off."
   value       = one(google_cloud_scheduler_job.patrol[*].id)
+}
+
+output "parking_metric_types" {
+  description = "The metric types of the patrol's census (parked: the parked copies; parked_expiring: those within parking.warn_s of the retention limit), or an empty map when parking is off."
+  value       = local.parking_metric_types
 }

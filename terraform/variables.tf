@@ -644,8 +644,24 @@ variable "parking" {
     warn_s          = optional(number, 604800)
     # Restoring creates the original task again, with its OIDC/OAuth token.
     task_service_accounts = optional(list(string), [])
+    # To pipeline_alerts' channels, with pipeline_alerts enabled.
+    alerts = optional(object({
+      parked = optional(object({
+        enabled   = optional(bool, true)
+        threshold = optional(number, 0)
+        window_s  = optional(number, 300)
+      }), {})
+      expiring = optional(object({
+        enabled  = optional(bool, true)
+        window_s = optional(number, 1800)
+      }), {})
+      not_paused = optional(object({
+        enabled                   = optional(bool, true)
+        notification_rate_limit_s = optional(number, 3600)
+      }), {})
+    }), {})
   })
-  description = "Parking (off by default): a task whose next attempt would be its last, or that nears Cloud Tasks' 31-day retention limit, and whose fix is not live is moved into the parking queue NAME_PREFIX-parking (REDRIVE_PARKING_QUEUE: kept paused, pause it once after the first apply with the parking_queue_pause_command output) as a copy that never runs by itself, and restored into its origin queue by a deploy that fixes it or by redrive parked restore. With it come the grants parking and restoring need, a Cloud Scheduler job NAME_PREFIX-patrol that publishes a patrol ({\"patrol\": {}}: park what signals missed, count the parked tasks, check the parking queue is paused) to the signals topic on patrol_schedule (unix-cron, UTC; every 5 minutes by default), the margins REDRIVE_PARK_MARGIN_S (margin_s), REDRIVE_PARK_BEFORE_EXPIRY_S (before_expiry_s) and REDRIVE_PARKED_WARN_S (warn_s), and actAs on task_service_accounts (the accounts whose OIDC/OAuth tokens the target queues' tasks carry: a restored task carries the original's token; the same emails as recreate.task_service_accounts, granted once when both list them)."
+  description = "Parking (off by default): a task whose next attempt would be its last, or that nears Cloud Tasks' 31-day retention limit, and whose fix is not live is moved into the parking queue NAME_PREFIX-parking (REDRIVE_PARKING_QUEUE: kept paused, pause it once after the first apply with the parking_queue_pause_command output) as a copy that never runs by itself, and restored into its origin queue by a deploy that fixes it or by redrive parked restore. With it come the grants parking and restoring need, a Cloud Scheduler job NAME_PREFIX-patrol that publishes a patrol ({\"patrol\": {}}: park what signals missed, count the parked tasks, check the parking queue is paused) to the signals topic on patrol_schedule (unix-cron, UTC; every 5 minutes by default), the margins REDRIVE_PARK_MARGIN_S (margin_s), REDRIVE_PARK_BEFORE_EXPIRY_S (before_expiry_s) and REDRIVE_PARKED_WARN_S (warn_s), and actAs on task_service_accounts (the accounts whose OIDC/OAuth tokens the target queues' tasks carry: a restored task carries the original's token; the same emails as recreate.task_service_accounts, granted once when both list them), two log-based metrics of the patrol's census of the parking queue (NAME_PREFIX/parked, the parked copies, and NAME_PREFIX/parked_expiring, those within warn_s of the retention limit) on the dashboard, and three alerts to pipeline_alerts' channels when pipeline_alerts is enabled: PARKED decisions above alerts.parked.threshold in alerts.parked.window_s (any, by default), parked copies near the retention limit in a patrol of the last alerts.expiring.window_s, and a patrol that found the parking queue not PAUSED (at most one notification per alerts.not_paused.notification_rate_limit_s)."
   default     = {}
   nullable    = false
 
@@ -668,6 +684,16 @@ variable "parking" {
   validation {
     condition     = alltrue([for a in var.parking.task_service_accounts : can(regex("^[^@]+@[^@]+$", a))])
     error_message = "The parking.task_service_accounts must be service account emails."
+  }
+
+  validation {
+    condition = (
+      var.parking.alerts.parked.threshold >= 0 &&
+      var.parking.alerts.parked.window_s >= 60 &&
+      var.parking.alerts.expiring.window_s >= 300 && var.parking.alerts.expiring.window_s <= 86400 &&
+      var.parking.alerts.not_paused.notification_rate_limit_s >= 300
+    )
+    error_message = "The parking.alerts need parked.threshold >= 0, parked.window_s >= 60, expiring.window_s from 300 to 86400 (long enough to hold a patrol) and not_paused.notification_rate_limit_s >= 300 (Monitoring's minimum)."
   }
 }
 

@@ -375,13 +375,17 @@ def test_parking_settings_reach_both_functions_only_when_parking_is_on(module: M
     # The module's defaults are the runtime's.
     parking_type = str(module.variables["parking"]["type"])
     for name, source in PARKING_ENV.items():
-        field = re.search(r"var\.parking\.(\w+)", source)
-        if field is None:
+        input_field = re.search(r"var\.parking\.(\w+)", source)
+        if input_field is None:
             continue
-        match = re.search(rf"{field.group(1)}\s*=\s*optional\(number,\s*([0-9.]+)\)", parking_type)
-        assert match, (field.group(1), parking_type)
+        match = re.search(
+            rf"{input_field.group(1)}\s*=\s*optional\(number,\s*([0-9.]+)\)", parking_type
+        )
+        assert match, (input_field.group(1), parking_type)
         assert float(match.group(1)) == float(ENV_VARS[name].default or "nan"), name
-    assert re.search(r"enabled\s*=\s*optional\(bool,\s*false\)", parking_type), "on by default"
+    assert re.search(r"enabled\s*=\s*optional\(bool,\s*false\)", parking_type), (
+        "parking must be off by default"
+    )
 
 
 def test_job_url_and_oidc_account_point_at_run_job_and_its_only_invoker(module: Module) -> None:
@@ -733,6 +737,46 @@ def test_outcome_metric_counts_by_outcome_and_alert_defaults_are_real_outcomes(
     defaults = re.findall(r'"([A-Z_]+)"', match.group(1))
     assert set(defaults) == {"FAILED", "PERMISSION_DENIED"}
     assert set(defaults) <= {o.value for o in Outcome}
+
+
+def test_parking_metrics_and_alerts_read_what_the_patrol_and_the_decisions_write(
+    module: Module,
+) -> None:
+    """The field names and values the parking metrics and alerts filter on are the code's
+    (tests/terraform/test_parking_records.py evaluates them on real lines)."""
+    from redrive.adapters.cloudtasks import QUEUE_STATES
+
+    sweep = ROOT / "src/redrive/sweep.py"
+    census = ast.get_source_segment(sweep.read_text(), _functions(sweep)["_census"]) or ""
+    metrics = str(module.locals["parking_metrics"])
+    assert metrics.startswith("${var.parking.enabled ? {"), metrics
+    fields = set(re.findall(r'field = "(\w+)"', metrics))
+    assert fields == {"parked", "expiring"}
+    for name in fields | {"state"}:
+        assert f'"{name}"' in census, f"the census writes no parking.{name}"
+    metric = module.resources[("google_logging_metric", "parking")]
+    assert unq(metric["value_extractor"]) == "EXTRACT(jsonPayload.parking.${each.value.field})"
+    assert unq(metric["filter"]) == "${local.census_filter}"
+    assert unq(block(metric, "metric_descriptor")["value_type"]) == "DISTRIBUTION"
+    patrol = str(module.locals["patrol_filter"])
+    assert 'jsonPayload.event=\\"redrive.sweep\\"' in patrol
+    assert 'jsonPayload.purpose=\\"patrol\\"' in patrol
+    assert "jsonPayload.parking.expiring:*" in str(module.locals["census_filter"])
+    not_paused = str(module.locals["parking_not_paused_filter"])
+    assert 'jsonPayload.parking.state!=\\"PAUSED\\"' in not_paused and "PAUSED" in set(
+        QUEUE_STATES.values()
+    )
+    assert "jsonPayload.parking.state:*" in not_paused
+    parked = module.resources[("google_monitoring_alert_policy", "parked")]
+    condition = block(block(parked, "conditions"), "condition_threshold")
+    outcomes = re.findall(r'outcome=\\"([A-Z_]+)\\"', str(condition["filter"]))
+    assert outcomes == [Outcome.PARKED.value], outcomes
+    assert "var.parking.alerts.parked.threshold" in str(condition["threshold_value"])
+    gates = module.locals["pipeline_alert"]
+    for name in ("parked", "parked_expiring", "parking_paused"):
+        assert "var.parking.enabled" in str(gates[name]) and "pipeline_alerts.enabled" in str(
+            gates[name]
+        ), name
 
 
 def test_jobs_carry_run_job_s_timeout_as_their_dispatch_deadline(module: Module) -> None:

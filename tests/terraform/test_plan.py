@@ -168,7 +168,7 @@ def test_dashboard_json_charts_real_metrics(everything: CheckResult) -> None:
 def test_alert_policies_carry_the_labels_and_wait_for_the_metric(everything: CheckResult) -> None:
     planned = resources(everything)
     policies = of_type(planned, "google_monitoring_alert_policy")
-    assert len(policies) == 8, sorted(policies)
+    assert len(policies) == 11, sorted(policies)  # the pipeline's 8 and parking's 3
     for address, values in policies.items():
         assert values["user_labels"]["team"] == "payments", address
         assert values["notification_channels"], address
@@ -179,9 +179,20 @@ def test_alert_policies_carry_the_labels_and_wait_for_the_metric(everything: Che
         if r["type"] == "google_monitoring_alert_policy"
         and "outcome_metric_type" in json.dumps(r["expressions"])
     ]
-    assert len(on_metric) == 3
+    assert len(on_metric) == 4
     for r in on_metric:
         assert "time_sleep.outcome_metric" in r.get("depends_on", []), r["address"]
+    # Those on parking's census metrics wait for them.
+    on_census = [
+        r
+        for r in module["resources"]
+        if r["type"] == "google_monitoring_alert_policy"
+        and "parking_metric_types" in json.dumps(r["expressions"])
+    ]
+    assert [r["address"] for r in on_census] == ["google_monitoring_alert_policy.parked_expiring"]
+    assert on_census[0]["depends_on"] == ["time_sleep.parking_metrics"]
+    dashboard = next(r for r in module["resources"] if r["type"] == "google_monitoring_dashboard")
+    assert "time_sleep.parking_metrics" in dashboard["depends_on"]
 
 
 def test_functions_and_the_sink_wait_for_the_grants(everything: CheckResult) -> None:
