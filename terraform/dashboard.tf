@@ -82,7 +82,7 @@ locals {
         aligner = "ALIGN_DELTA", reducer = "REDUCE_MEAN", group = [], threshold = null
       },
       {
-        title   = "Parked tasks near the retention limit (the patrol's count)", plot = "LINE", y = "tasks"
+        title   = "Parked tasks near the retention limit", plot = "LINE", y = "tasks"
         filter  = "metric.type=\"${local.parking_metric_types["parked_expiring"]}\" AND resource.type=\"cloud_run_revision\""
         aligner = "ALIGN_DELTA", reducer = "REDUCE_MEAN", group = [], threshold = null
       },

@@ -63,6 +63,12 @@ def test_example_validates_and_plans_on_a_fresh_state(example: CheckResult) -> N
         "google_pubsub_topic.dead_letter[0]",
         "time_sleep.grants",
         'google_cloud_tasks_queue_iam_member.task_runner["projects/acme-prod/locations/europe-west1/queues/billing"]',
+        # Parking, on in the example: its queue, its grant there, the patrol and its alerts.
+        'google_cloud_tasks_queue.feature["parking"]',
+        'google_cloud_tasks_queue_iam_member.feature_queue["parking"]',
+        "google_cloud_scheduler_job.patrol[0]",
+        "google_monitoring_alert_policy.parking_not_paused[0]",
+        'google_service_account_iam_member.runtime_acts_as_task_accounts["billing-tasks@acme-prod.iam.gserviceaccount.com"]',
     ):
         assert needed in planned, sorted(planned)
     assert planned["google_pubsub_topic.deploys[0]"]["name"] == "cloud-builds"
