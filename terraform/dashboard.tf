@@ -70,17 +70,25 @@ locals {
         aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = ["metric.label.outcome"], threshold = null
       },
     ] : [],
-    var.features.parking.enabled ? [
+    var.parking.enabled ? [
       {
         title   = "Parked and restored tasks (per minute)", plot = "STACKED_BAR", y = "decisions"
         filter  = "${local.outcome_series} AND metric.labels.outcome=one_of(\"PARKED\",\"RESTORED\")"
         aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = ["metric.label.outcome"], threshold = null
       },
-    ] : [],
-    var.features.parking.enabled && var.features.parking.queue != null ? [
       {
-        title   = "Parked tasks (parking queue depth)", plot = "LINE", y = "tasks"
-        filter  = "metric.type=\"cloudtasks.googleapis.com/queue/depth\" AND resource.type=\"cloud_tasks_queue\" AND resource.labels.queue_id=\"${element(split("/", coalesce(var.features.parking.queue, "-/-/-/-/-/-")), 5)}\""
+        title   = "Parked tasks (the patrol's count)", plot = "LINE", y = "tasks"
+        filter  = "metric.type=\"${local.parking_metric_types["parked"]}\" AND resource.type=\"cloud_run_revision\""
+        aligner = "ALIGN_DELTA", reducer = "REDUCE_MEAN", group = [], threshold = null
+      },
+      {
+        title   = "Parked tasks near the retention limit", plot = "LINE", y = "tasks"
+        filter  = "metric.type=\"${local.parking_metric_types["parked_expiring"]}\" AND resource.type=\"cloud_run_revision\""
+        aligner = "ALIGN_DELTA", reducer = "REDUCE_MEAN", group = [], threshold = null
+      },
+      {
+        title   = "Parking queue depth (parked copies)", plot = "LINE", y = "tasks"
+        filter  = "metric.type=\"cloudtasks.googleapis.com/queue/depth\" AND resource.type=\"cloud_tasks_queue\" AND resource.labels.queue_id=\"${var.name_prefix}-parking\""
         aligner = "ALIGN_MAX", reducer = "REDUCE_SUM", group = [], threshold = null
       },
     ] : [],
@@ -137,5 +145,5 @@ resource "google_monitoring_dashboard" "main" {
     }
   }
 
-  depends_on = [time_sleep.outcome_metric]
+  depends_on = [time_sleep.outcome_metric, time_sleep.parking_metrics]
 }

@@ -21,6 +21,12 @@ locals {
     # Without re-create's grants every re-drive uses RunTask.
     REDRIVE_METHOD        = var.recreate.enabled ? var.recreate.method : "run"
     REDRIVE_QUEUE_METHODS = var.recreate.enabled && length(var.recreate.queue_methods) > 0 ? jsonencode(var.recreate.queue_methods) : null
+    # Parking, on both functions: handle_signal parks from failure signals and the patrol and
+    # restores after a deploy; run_job parks a task its job finds without a live fix.
+    REDRIVE_PARKING_QUEUE        = var.parking.enabled ? google_cloud_tasks_queue.feature["parking"].id : null
+    REDRIVE_PARK_MARGIN_S        = var.parking.enabled ? tostring(var.parking.margin_s) : null
+    REDRIVE_PARK_BEFORE_EXPIRY_S = var.parking.enabled ? tostring(var.parking.before_expiry_s) : null
+    REDRIVE_PARKED_WARN_S        = var.parking.enabled ? tostring(var.parking.warn_s) : null
     # functions-framework's own switch: adds the execution id to every structured log line.
     LOG_EXECUTION_ID = "true"
   }

@@ -2,12 +2,13 @@
 # resource. tests/test_terraform.py scans the source for those calls and checks this file.
 
 locals {
-  # GetTask, ListTasks, RunTask on target queues; FULL view needs one more permission.
-  task_runner_permissions = concat(
+  # GetTask, ListTasks, RunTask on target queues; FULL view needs one more permission; then what
+  # the enabled features need there, each permission once.
+  task_runner_permissions = distinct(concat(
     ["cloudtasks.tasks.get", "cloudtasks.tasks.list", "cloudtasks.tasks.run"],
     var.settings.response_view == "FULL" ? ["cloudtasks.tasks.fullView"] : [],
     local.feature_target_permissions,
-  )
+  ))
 
   # The redrive queue: CreateTask (a job per failure) and GetTask with the FULL view (run_job
   # believes a job only as the queue holds it, body included). Nothing else, on that queue only.
@@ -23,23 +24,52 @@ locals {
     [for service in keys(var.service_map) : split("/", service)[1]],
   )) : toset([])
 
-  # Per-feature grants, the pattern for the features being built (re-create, claims, parking).
-  # A feature that acts on the target queues adds its permissions here (for example re-create:
-  # "cloudtasks.tasks.create", "cloudtasks.tasks.delete"); one that needs a queue of its own adds
-  # it to local.feature_queues in queue.tf with its permissions there. Both are granted per queue,
-  # through custom roles, and tests/test_terraform.py ties them to the calls in the source.
+  # Per-feature grants. A feature that acts on the target queues adds its permissions to
+  # feature_target_permissions; one that needs a queue of its own adds it to local.feature_queues
+  # in queue.tf with its permissions there. Both are granted per queue, through custom roles, and
+  # tests/test_terraform.py ties them to the calls in the source.
   #
   # Re-create (var.recreate): the copy is created in the original's queue, the original is read
   # with its body (FULL view) and deleted.
-  feature_target_permissions = var.recreate.enabled ? [
+  recreate_target_permissions = var.recreate.enabled ? [
     "cloudtasks.tasks.create", "cloudtasks.tasks.delete", "cloudtasks.tasks.fullView",
   ] : []
+
+  # Parking (var.parking), on the target queues: the queue's RetryConfig (GetQueue) decides
+  # whether the next attempt is the last; the patrol lists the queue; parking reads the original
+  # with its body (GetTask, FULL view) and deletes it once its parked copy exists; restoring
+  # looks for the original and for its own restored task (GetTask) and creates the task again
+  # in its origin queue (CreateTask). No ListQueues: target_queues holds full queue names only,
+  # so the patrol never lists a location's queues.
+  parking_target_permissions = var.parking.enabled ? [
+    "cloudtasks.queues.get",
+    "cloudtasks.tasks.get", "cloudtasks.tasks.list", "cloudtasks.tasks.fullView",
+    "cloudtasks.tasks.create", "cloudtasks.tasks.delete",
+  ] : []
+
+  # Parking, on the parking queue: the parked copy created (CreateTask), looked for and read with
+  # its body (GetTask, FULL view), listed by the patrol's census and by restores (ListTasks),
+  # deleted once restored or withdrawn (DeleteTask), and the queue's own state and retention read
+  # by the census (GetQueue).
+  parking_queue_permissions = [
+    "cloudtasks.queues.get",
+    "cloudtasks.tasks.create", "cloudtasks.tasks.get", "cloudtasks.tasks.fullView",
+    "cloudtasks.tasks.list", "cloudtasks.tasks.delete",
+  ]
+
+  feature_target_permissions = concat(local.recreate_target_permissions, local.parking_target_permissions)
+
+  # Creating a task that carries an OIDC/OAuth token of a service account needs actAs on that
+  # account: re-create's copies and parking's restored tasks carry the original's token.
+  task_service_accounts = toset(concat(
+    var.recreate.enabled ? var.recreate.task_service_accounts : [],
+    var.parking.enabled ? var.parking.task_service_accounts : [],
+  ))
 }
 
-# Re-create copies a task's OIDC/OAuth token settings: creating a task that carries a token of
-# a service account needs actAs on that account (each one the target queues' tasks use).
+# Each account the target queues' tasks carry a token of (task_service_accounts), once.
 resource "google_service_account_iam_member" "runtime_acts_as_task_accounts" {
-  for_each           = var.recreate.enabled ? toset(var.recreate.task_service_accounts) : toset([])
+  for_each           = local.task_service_accounts
   service_account_id = "projects/-/serviceAccounts/${each.key}" # "-": the account's own project
   role               = "roles/iam.serviceAccountUser"
   member             = local.runtime_member
@@ -81,8 +111,8 @@ resource "google_cloud_tasks_queue_iam_member" "job_enqueuer" {
   member   = local.runtime_member
 }
 
-# Queues of features (local.feature_queues, empty until a feature needs one): one custom role per
-# feature with exactly its permissions, granted on its queue only.
+# Queues of features (local.feature_queues: claims, and parking when enabled): one custom role
+# per feature with exactly its permissions, granted on its queue only.
 resource "google_project_iam_custom_role" "feature_queue" {
   for_each    = local.feature_queues
   project     = var.project_id

@@ -1,6 +1,6 @@
 # Outcomes as numbers: one log-based counter of redrive's decisions labelled by outcome, an
-# optional alert when an outcome that needs a human (FAILED, PERMISSION_DENIED) appears, and
-# alerts on the pipeline itself (pipeline_alerts, features).
+# optional alert when an outcome that needs a human (FAILED, PERMISSION_DENIED) appears, alerts on
+# the pipeline itself (pipeline_alerts, features), and parking's metrics and alerts (parking).
 
 locals {
   outcome_metric_name = coalesce(var.outcome_metric.name, "${var.name_prefix}/outcomes")
@@ -17,6 +17,26 @@ locals {
   # filter real lines of the code).
   outcome_filter = "${local.function_logs} AND jsonPayload.event=\"redrive.outcome\""
 
+  # The patrol's summary (parking): one redrive.sweep line per patrol, whose `parking` holds the
+  # census of the parking queue: its state, the parked copies and how many of them are within
+  # REDRIVE_PARKED_WARN_S of the retention limit. `expiring` is written last, once the census
+  # has counted every page: a census cut short (budget, a failed listing) is not a count.
+  patrol_filter = "${local.function_logs} AND jsonPayload.event=\"redrive.sweep\" AND jsonPayload.purpose=\"patrol\""
+  census_filter = "${local.patrol_filter} AND jsonPayload.parking.expiring:*"
+  # `state:*` first: a patrol that could not read the parking queue has no state to compare.
+  parking_not_paused_filter = "${local.patrol_filter} AND jsonPayload.parking.state:* AND jsonPayload.parking.state!=\"PAUSED\""
+  parking_metrics = var.parking.enabled ? {
+    parked = {
+      field       = "parked"
+      description = "Parked copies in the parking queue, as each patrol counts them (jsonPayload.parking.parked of its redrive.sweep line)."
+    }
+    parked_expiring = {
+      field       = "expiring"
+      description = "Parked copies within REDRIVE_PARKED_WARN_S of Cloud Tasks' retention limit, as each patrol counts them (jsonPayload.parking.expiring of its redrive.sweep line)."
+    }
+  } : {}
+  parking_metric_types = { for key, _ in local.parking_metrics : key => "logging.googleapis.com/user/${var.name_prefix}/${key}" }
+
   # The Eventarc subscription of handle_signal's trigger: eventarc-REGION-TRIGGER-sub-NNN, where
   # the trigger id starts with the function's name.
   trigger_subscription_filter = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=starts_with(\"eventarc-${var.region}-${local.signal_function_name}\")"
@@ -29,6 +49,9 @@ locals {
     invalid_signals = var.pipeline_alerts.enabled && var.pipeline_alerts.invalid_signals.enabled && var.outcome_metric.enabled
     dead_letters    = var.pipeline_alerts.enabled && var.pipeline_alerts.dead_letters.enabled && var.dead_letter.enabled
     halted_redrives = var.pipeline_alerts.enabled && var.features.halted_redrives.enabled && var.outcome_metric.enabled
+    parked          = var.pipeline_alerts.enabled && var.parking.enabled && var.parking.alerts.parked.enabled && var.outcome_metric.enabled
+    parked_expiring = var.pipeline_alerts.enabled && var.parking.enabled && var.parking.alerts.expiring.enabled
+    parking_paused  = var.pipeline_alerts.enabled && var.parking.enabled && var.parking.alerts.not_paused.enabled
   }
 }
 
@@ -358,4 +381,157 @@ resource "google_monitoring_alert_policy" "halted_redrives" {
   notification_channels = local.alert_channels
 
   depends_on = [time_sleep.outcome_metric]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Parking (var.parking)
+
+# The patrol's census as numbers: each patrol line gives one value (a distribution metric with a
+# value extractor: Logging's way to a number read from a line). Charts and alerts read them
+# with ALIGN_DELTA and REDUCE_MEAN, which the distribution's exact mean answers: the count of the
+# patrol in the period (of the patrols, when several fall in one).
+resource "google_logging_metric" "parking" {
+  for_each        = local.parking_metrics
+  project         = var.project_id
+  name            = "${var.name_prefix}/${each.key}"
+  description     = each.value.description
+  filter          = local.census_filter
+  value_extractor = "EXTRACT(jsonPayload.parking.${each.value.field})"
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "DISTRIBUTION"
+    unit         = "1"
+    display_name = "redrive ${replace(each.key, "_", " ")} tasks"
+  }
+
+  # Only the mean is read; buckets up to 2^24 keep the distribution's shape for anyone who looks.
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 24
+      growth_factor      = 2
+      scale              = 1
+    }
+  }
+}
+
+resource "time_sleep" "parking_metrics" {
+  count           = var.parking.enabled ? 1 : 0
+  create_duration = "${var.outcome_metric.wait_s}s"
+
+  triggers = {
+    metrics = join(",", [for key in sort(keys(local.parking_metrics)) : google_logging_metric.parking[key].id])
+  }
+}
+
+resource "google_monitoring_alert_policy" "parked" {
+  count        = local.pipeline_alert.parked ? 1 : 0
+  project      = var.project_id
+  display_name = "${var.name_prefix}: tasks parked"
+  combiner     = "OR"
+  severity     = "WARNING"
+  user_labels  = merge(var.labels, { redrive = "parked" })
+
+  conditions {
+    display_name = "PARKED decisions above ${var.parking.alerts.parked.threshold}"
+    condition_threshold {
+      filter          = "metric.type=\"${local.outcome_metric_type}\" AND resource.type=\"cloud_run_revision\" AND metric.labels.outcome=\"PARKED\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.parking.alerts.parked.threshold
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "${var.parking.alerts.parked.window_s}s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "${var.pipeline_alerts.auto_close_s}s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "redrive: tasks were parked"
+    content   = "Tasks whose next attempt would have been their last (or that neared Cloud Tasks' 31-day retention limit) were moved to ${var.name_prefix}-parking while no fix was live: their work waits there, and runs again once a deploy that fixes it restores them (or redrive parked restore). redrive parked list shows them; jsonPayload.outcome=\"PARKED\" lines say which and why (jsonPayload.parked)."
+  }
+
+  notification_channels = local.alert_channels
+
+  depends_on = [time_sleep.outcome_metric]
+}
+
+resource "google_monitoring_alert_policy" "parked_expiring" {
+  count        = local.pipeline_alert.parked_expiring ? 1 : 0
+  project      = var.project_id
+  display_name = "${var.name_prefix}: parked tasks near the retention limit"
+  combiner     = "OR"
+  severity     = "WARNING"
+  user_labels  = merge(var.labels, { redrive = "parked-expiring" })
+
+  conditions {
+    display_name = "parked copies within ${var.parking.warn_s}s of the retention limit"
+    condition_threshold {
+      filter          = "metric.type=\"${local.parking_metric_types["parked_expiring"]}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "${var.parking.alerts.expiring.window_s}s"
+        per_series_aligner   = "ALIGN_DELTA"
+        cross_series_reducer = "REDUCE_MEAN"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "${var.pipeline_alerts.auto_close_s}s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "redrive: parked tasks will soon be deleted by Cloud Tasks"
+    content   = "Cloud Tasks deletes every task 31 days after its creation, parked copies included: the patrol counts parked copies with less than ${var.parking.warn_s}s left (jsonPayload.parking.soonest_expiry of its redrive.sweep line says when the first goes). Deploy the fix and let it restore them, or redrive parked restore; redrive parked list shows the days left. Unless restored, their work is lost."
+  }
+
+  notification_channels = local.alert_channels
+
+  depends_on = [time_sleep.parking_metrics]
+}
+
+# A log-match condition: the patrol line itself, with the state it found.
+resource "google_monitoring_alert_policy" "parking_not_paused" {
+  count        = local.pipeline_alert.parking_paused ? 1 : 0
+  project      = var.project_id
+  display_name = "${var.name_prefix}: parking queue not paused"
+  combiner     = "OR"
+  severity     = "ERROR"
+  user_labels  = merge(var.labels, { redrive = "parking-not-paused" })
+
+  conditions {
+    display_name = "a patrol found the parking queue not PAUSED"
+    condition_matched_log {
+      filter = local.parking_not_paused_filter
+      label_extractors = {
+        state = "EXTRACT(jsonPayload.parking.state)"
+        queue = "EXTRACT(jsonPayload.parking.queue)"
+      }
+    }
+  }
+
+  alert_strategy {
+    notification_rate_limit {
+      period = "${var.parking.alerts.not_paused.notification_rate_limit_s}s"
+    }
+    auto_close = "${var.pipeline_alerts.auto_close_s}s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "redrive: the parking queue is not paused"
+    content   = "The patrol found $${log.extracted_label.queue} $${log.extracted_label.state}. Its parked copies cannot reach a target (their URL is an .invalid host), but a running queue dispatches them once due and a disabled one cannot be resumed by redrive. Pause it: gcloud tasks queues pause ${var.name_prefix}-parking --location=${var.region} --project=${var.project_id} (the parking_queue_pause_command output)."
+  }
+
+  notification_channels = local.alert_channels
 }

@@ -87,14 +87,17 @@ output "dashboard" {
 output "alert_policies" {
   description = "The ids of the alert policies the module created, by name."
   value = { for name, policy in {
-    attempt_failures = google_monitoring_alert_policy.attempt_failures
-    outcomes         = google_monitoring_alert_policy.outcomes
-    signal_errors    = google_monitoring_alert_policy.signal_errors
-    signal_backlog   = google_monitoring_alert_policy.signal_backlog
-    job_failures     = google_monitoring_alert_policy.job_failures
-    invalid_signals  = google_monitoring_alert_policy.invalid_signals
-    dead_letters     = google_monitoring_alert_policy.dead_letters
-    halted_redrives  = google_monitoring_alert_policy.halted_redrives
+    attempt_failures   = google_monitoring_alert_policy.attempt_failures
+    outcomes           = google_monitoring_alert_policy.outcomes
+    signal_errors      = google_monitoring_alert_policy.signal_errors
+    signal_backlog     = google_monitoring_alert_policy.signal_backlog
+    job_failures       = google_monitoring_alert_policy.job_failures
+    invalid_signals    = google_monitoring_alert_policy.invalid_signals
+    dead_letters       = google_monitoring_alert_policy.dead_letters
+    halted_redrives    = google_monitoring_alert_policy.halted_redrives
+    parked             = google_monitoring_alert_policy.parked
+    parked_expiring    = google_monitoring_alert_policy.parked_expiring
+    parking_not_paused = google_monitoring_alert_policy.parking_not_paused
   } : name => policy[0].name if length(policy) > 0 }
 }
 
@@ -106,4 +109,24 @@ output "claims_queue" {
 output "claims_queue_pause_command" {
   description = "The command that pauses the claims queue once after the first apply (the provider cannot set a queue's state; its markers never run either way)."
   value       = "gcloud tasks queues pause ${google_cloud_tasks_queue.feature["claims"].name} --location=${var.region} --project=${var.project_id}"
+}
+
+output "parking_queue" {
+  description = "Full name of the parking queue (REDRIVE_PARKING_QUEUE): the parked copies of tasks that were about to use their last attempt, or null when parking is off."
+  value       = var.parking.enabled ? google_cloud_tasks_queue.feature["parking"].id : null
+}
+
+output "parking_queue_pause_command" {
+  description = "The command that pauses the parking queue once after the first apply (the provider cannot set a queue's state; the patrol logs ERROR while it is not PAUSED), or null when parking is off."
+  value       = var.parking.enabled ? "gcloud tasks queues pause ${google_cloud_tasks_queue.feature["parking"].name} --location=${var.region} --project=${var.project_id}" : null
+}
+
+output "patrol_job" {
+  description = "The id of the Cloud Scheduler job that publishes the patrol (gcloud scheduler jobs run starts one now), or null when parking is off."
+  value       = one(google_cloud_scheduler_job.patrol[*].id)
+}
+
+output "parking_metric_types" {
+  description = "The metric types of the patrol's census (parked: the parked copies; parked_expiring: those within parking.warn_s of the retention limit), or an empty map when parking is off."
+  value       = local.parking_metric_types
 }

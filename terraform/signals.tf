@@ -1,11 +1,14 @@
 # Signal wiring, each piece optional: the topic, a Monitoring pubsub channel, a log-based alert
 # and a log sink on failed Cloud Tasks attempts, a deploy-notification subscription (and its
-# topic), and the dead-letter topic of redrive's own signal subscriptions.
+# topic), the patrol's schedule (with parking), and the dead-letter topic of redrive's own signal
+# subscriptions.
 #
 # The signals topic is the trust boundary: whoever may publish to it can make redrive force-run
 # the failing tasks of the allowed queues (every decision still goes through the guards and the
 # fix check). The module grants publish only to the Monitoring notification agent and the sink's
-# writer identity; keep other publishers (roles/pubsub.publisher or editor on the project) tight.
+# writer identity, and the patrol is published by the Cloud Scheduler service agent with the role
+# Google gives it in the project; keep other publishers (roles/pubsub.publisher or editor on the
+# project, and whoever may create Cloud Scheduler jobs there) tight.
 
 locals {
   monitoring_agent = local.agents.monitoring
@@ -194,6 +197,30 @@ resource "google_pubsub_subscription" "deploys" {
   }
 
   depends_on = [google_cloud_run_v2_service_iam_member.signal_invoker]
+}
+
+# The patrol (parking): a scheduled message on the signals topic that makes handle_signal look at
+# every allowed queue for tasks about to use their last attempt (task logs are sampled and arrive
+# late; the patrol parks what they missed), then count the parked copies and check that the
+# parking queue is paused. Cloud Scheduler publishes it as its service agent, whose own role
+# (roles/cloudscheduler.serviceAgent, granted by Google when the API is enabled) holds
+# pubsub.topics.publish in the project: the job must be in the topic's project, and needs no grant.
+resource "google_cloud_scheduler_job" "patrol" {
+  count       = var.parking.enabled ? 1 : 0
+  project     = var.project_id
+  region      = var.region
+  name        = "${var.name_prefix}-patrol"
+  description = "Publishes redrive's patrol to its signals topic: park the tasks about to use their last attempt, count the parked ones."
+  schedule    = var.parking.patrol_schedule
+  time_zone   = "Etc/UTC"
+
+  pubsub_target {
+    topic_name = local.topic_id
+    data       = base64encode(jsonencode({ patrol = {} }))
+  }
+
+  # A patrol published before handle_signal's trigger subscription exists is lost: start after it.
+  depends_on = [google_cloudfunctions2_function.main]
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -577,7 +577,7 @@ variable "pipeline_alerts" {
       enabled = optional(bool, true)
     }), {})
   })
-  description = "Alert policies on the pipeline itself, sent to notification_channels (at least one when enabled): handle_signal errors (5xx answers above threshold in window_s), the age of the oldest unacknowledged signal on the trigger subscription (above max_age_s for duration_s), failed attempts of the redrive queue (above threshold in window_s), INVALID_SIGNAL decisions (above threshold in window_s) and signals that reached the dead-letter subscription. HALTED re-drives and parked tasks are in features."
+  description = "Alert policies on the pipeline itself, sent to notification_channels (at least one when enabled): handle_signal errors (5xx answers above threshold in window_s), the age of the oldest unacknowledged signal on the trigger subscription (above max_age_s for duration_s), failed attempts of the redrive queue (above threshold in window_s), INVALID_SIGNAL decisions (above threshold in window_s) and signals that reached the dead-letter subscription. HALTED re-drives are in features, parked tasks in parking."
   default     = {}
   nullable    = false
 
@@ -635,22 +635,75 @@ variable "recreate" {
   }
 }
 
+variable "parking" {
+  type = object({
+    enabled         = optional(bool, false)
+    patrol_schedule = optional(string, "*/5 * * * *")
+    margin_s        = optional(number, 30)
+    before_expiry_s = optional(number, 86400)
+    warn_s          = optional(number, 604800)
+    # Restoring creates the original task again, with its OIDC/OAuth token.
+    task_service_accounts = optional(list(string), [])
+    # To pipeline_alerts' channels, with pipeline_alerts enabled.
+    alerts = optional(object({
+      parked = optional(object({
+        enabled   = optional(bool, true)
+        threshold = optional(number, 0)
+        window_s  = optional(number, 300)
+      }), {})
+      expiring = optional(object({
+        enabled  = optional(bool, true)
+        window_s = optional(number, 1800)
+      }), {})
+      not_paused = optional(object({
+        enabled                   = optional(bool, true)
+        notification_rate_limit_s = optional(number, 3600)
+      }), {})
+    }), {})
+  })
+  description = "Parking (off by default): a task whose next attempt would be its last, or that nears Cloud Tasks' 31-day retention limit, and whose fix is not live is moved into the parking queue NAME_PREFIX-parking (REDRIVE_PARKING_QUEUE: kept paused, pause it once after the first apply with the parking_queue_pause_command output) as a copy that never runs by itself, and restored into its origin queue by a deploy that fixes it or by redrive parked restore. With it come the grants parking and restoring need, a Cloud Scheduler job NAME_PREFIX-patrol that publishes a patrol ({\"patrol\": {}}: park what signals missed, count the parked tasks, check the parking queue is paused) to the signals topic on patrol_schedule (unix-cron, UTC; every 5 minutes by default), the margins REDRIVE_PARK_MARGIN_S (margin_s), REDRIVE_PARK_BEFORE_EXPIRY_S (before_expiry_s) and REDRIVE_PARKED_WARN_S (warn_s), and actAs on task_service_accounts (the accounts whose OIDC/OAuth tokens the target queues' tasks carry: a restored task carries the original's token; the same emails as recreate.task_service_accounts, granted once when both list them), two log-based metrics of the patrol's census of the parking queue (NAME_PREFIX/parked, the parked copies, and NAME_PREFIX/parked_expiring, those within warn_s of the retention limit) on the dashboard, and three alerts to pipeline_alerts' channels when pipeline_alerts is enabled: PARKED decisions above alerts.parked.threshold in alerts.parked.window_s (any, by default), parked copies near the retention limit in a patrol of the last alerts.expiring.window_s, and a patrol that found the parking queue not PAUSED (at most one notification per alerts.not_paused.notification_rate_limit_s)."
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9A-Za-z*/,-]+( +[0-9A-Za-z*/,-]+){4}$", trimspace(var.parking.patrol_schedule)))
+    error_message = "The parking.patrol_schedule must be a unix-cron schedule of five fields, such as */5 * * * * (every five minutes)."
+  }
+
+  validation {
+    # The ranges redrive.core.config accepts for REDRIVE_PARK_MARGIN_S, REDRIVE_PARK_BEFORE_EXPIRY_S
+    # and REDRIVE_PARKED_WARN_S (an instance with another value would not start).
+    condition = (
+      var.parking.margin_s >= 0 && var.parking.margin_s <= 86400 &&
+      var.parking.before_expiry_s >= 0 && var.parking.before_expiry_s <= 2592000 &&
+      var.parking.warn_s >= 0 && var.parking.warn_s <= 2592000
+    )
+    error_message = "The parking.margin_s must be from 0 to 86400, parking.before_expiry_s and parking.warn_s from 0 to 2592000 (30 days): the ranges redrive accepts."
+  }
+
+  validation {
+    condition     = alltrue([for a in var.parking.task_service_accounts : can(regex("^[^@]+@[^@]+$", a))])
+    error_message = "The parking.task_service_accounts must be service account emails."
+  }
+
+  validation {
+    condition = (
+      var.parking.alerts.parked.threshold >= 0 &&
+      var.parking.alerts.parked.window_s >= 60 &&
+      var.parking.alerts.expiring.window_s >= 300 && var.parking.alerts.expiring.window_s <= 86400 &&
+      var.parking.alerts.not_paused.notification_rate_limit_s >= 300
+    )
+    error_message = "The parking.alerts need parked.threshold >= 0, parked.window_s >= 60, expiring.window_s from 300 to 86400 (long enough to hold a patrol) and not_paused.notification_rate_limit_s >= 300 (Monitoring's minimum)."
+  }
+}
+
 variable "features" {
   type = object({
     halted_redrives = optional(object({
       enabled = optional(bool, false)
     }), {})
-    parking = optional(object({
-      enabled = optional(bool, false)
-      queue   = optional(string)
-    }), {})
   })
-  description = "Dashboard widgets and alerts for redrive features that are being built, on the log fields they write: halted re-drives (decisions with outcome HALTED: a widget and an alert to pipeline_alerts' channels) and parking (decisions PARKED and RESTORED, and the depth of the parking queue, by its full name). They add observability only; the features' queues and grants come with the features."
+  description = "Dashboard widgets and alerts for redrive features that are being built, on the log fields they write: halted re-drives (decisions with outcome HALTED: a widget and an alert to pipeline_alerts' channels). They add observability only; the features' queues and grants come with the features (parking has its own input)."
   default     = {}
   nullable    = false
-
-  validation {
-    condition     = var.features.parking.queue == null || can(regex("^projects/[^/]+/locations/[^/]+/queues/[^/]+$", coalesce(var.features.parking.queue, "-")))
-    error_message = "The features.parking.queue must be a full queue name projects/P/locations/L/queues/Q."
-  }
 }

@@ -38,12 +38,11 @@ QUEUED_MODE_ENV = {
 ENTRY_POINTS = {"main": "handle_signal", "job": "run_job"}
 
 # Attribute access, called or passed on (`self._call(self.services.get_service, ...)`). The
-# queue-level calls and delete_task are those of this wave's features (re-create deletes the
-# original task, parking pauses its queue): the day the code makes one, these tests ask for its
-# grant.
+# queue-level calls pause/resume/purge are those of features being built: the day the code makes
+# one, these tests ask for its grant.
 CALL_RE = re.compile(
     r"\.(get_task|list_tasks|run_task|create_task|delete_task|get_service|get_revision"
-    r"|list_revisions|list_services|pause_queue|resume_queue|purge_queue|get_queue)\b"
+    r"|list_revisions|list_services|pause_queue|resume_queue|purge_queue|get_queue|list_queues)\b"
 )
 CALL_PERMISSION = {
     "get_task": "cloudtasks.tasks.get",
@@ -59,18 +58,52 @@ CALL_PERMISSION = {
     "resume_queue": "cloudtasks.queues.resume",
     "purge_queue": "cloudtasks.queues.purge",
     "get_queue": "cloudtasks.queues.get",
+    "list_queues": "cloudtasks.queues.list",
 }
-# Calls made on the target queues; create_task goes to the redrive queue (and, with a feature
-# queue, there too); queue-level calls go to the features' own queues.
-TARGET_QUEUE_CALLS = {"get_task", "list_tasks", "run_task", "delete_task"}
+FULL_VIEW = "cloudtasks.tasks.fullView"
+# The calls every deployment makes on the target queues (GetTask, ListTasks for sweeps, RunTask);
+# what re-create and parking add there is gated on their inputs. create_task goes to the redrive
+# queue (and, with a feature, elsewhere too).
+BASE_TARGET_CALLS = {"get_task", "list_tasks", "run_task"}
 REDRIVE_QUEUE_CALLS = {"create_task"}
-FEATURE_QUEUE_CALLS = {"pause_queue", "resume_queue", "purge_queue", "get_queue"}
 RUN_CALLS = {"get_service", "list_services", "get_revision", "list_revisions"}
 # redrive's own tasks read with their body (CloudTasks.get_full, the FULL view): run_job reads the
 # job it runs from the redrive queue, the claims register reads its markers from the claims queue.
 FULL_READ = re.compile(r"\.get_full\(")
-FULL_READ_PERMISSIONS = {"cloudtasks.tasks.get", "cloudtasks.tasks.fullView"}
+FULL_READ_PERMISSIONS = {"cloudtasks.tasks.get", FULL_VIEW}
 FULL_READS_BY_QUEUE = {"redrive": "entry/on_job.py", "claims": "adapters/claims.py"}
+RECREATE_TARGET_PERMISSIONS = {"cloudtasks.tasks.create", "cloudtasks.tasks.delete", FULL_VIEW}
+
+# Parking's calls through the Cloud Tasks adapter (redrive.adapters.cloudtasks.CloudTasks), by
+# function, and the queue each acts on: the task's own target queue, the parking queue, or a
+# location (ListQueues, for REDRIVE_ALLOWED_QUEUES patterns projects/P/locations/L/queues/*).
+# `withdraw` deletes a copy; `_pages` lists a queue page by page. The test reads these functions
+# and fails when their calls are not exactly those below.
+PARKING_CALLS: dict[tuple[str, str], set[tuple[str, str]]] = {
+    ("pipeline/parking.py", "park"): {
+        ("queue_info", "target"),  # the RetryConfig: is the next attempt the last?
+        ("read_original", "target"),  # the original, FULL view
+        ("get", "target"),  # the claim's re-read of the task
+        ("seen", "parking"),  # a half-done park's copy
+        ("create_parked", "parking"),
+        ("delete", "target"),  # the original, once its copy exists
+        ("delete", "parking"),  # withdraw: a copy whose original could not be deleted
+    },
+    ("pipeline/parking.py", "restore"): {
+        ("read_parked", "parking"),  # the parked copy, FULL view
+        ("seen", "target"),  # a half-done restore's task
+        ("create_copy", "target"),  # the task again, in its origin queue
+        ("delete", "parking"),  # the parked copy, once restored
+    },
+    ("pipeline/parking.py", "_original_still_there"): {("get", "target")},
+    ("pipeline/parking.py", "_unfinished_park"): {("delete", "parking")},
+    ("sweep.py", "_patrol_queue"): {("queue_info", "target"), ("list_page", "target")},
+    ("sweep.py", "_census"): {("queue_info", "parking"), ("list_page", "parking")},
+    ("sweep.py", "_restore_parked"): {("list_page", "parking")},
+    ("sweep.py", "_queues"): {("list_queues", "location")},
+}
+ADAPTER_CALL_RE = re.compile(r"\brt\.tasks\.(\w+)\(|\b(withdraw)\(|\bself\.(_pages)\(")
+ADAPTER_ALIASES = {"withdraw": "delete", "_pages": "list_page"}
 
 # The predefined roles the module may grant: the only resource type each may be bound through and
 # the member it may be granted to (a local of the module, or any member when None).
@@ -201,6 +234,88 @@ def source_calls() -> dict[str, set[str]]:
     return found
 
 
+def _functions(path: Path) -> dict[str, ast.FunctionDef]:
+    """Every function of a module by name, methods included (the first of a name wins)."""
+    found: dict[str, ast.FunctionDef] = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef):
+            found.setdefault(node.name, node)
+    return found
+
+
+def adapter_permissions() -> dict[str, set[str]]:
+    """Each CloudTasks method (redrive.adapters.cloudtasks) → the permissions of the API calls it
+    makes, through the other methods it calls: GetTask with `VIEWS["FULL"]` in the method itself
+    needs the FULL view too; the configured view (`self.view`) counts as BASIC here (FULL is
+    settings.response_view's grant)."""
+    path = ROOT / "src/redrive/adapters/cloudtasks.py"
+    source = path.read_text()
+    tree = ast.parse(source)
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "CloudTasks"]
+    bodies = {
+        f.name: ast.get_source_segment(source, f) or ""
+        for f in cls.body
+        if isinstance(f, ast.FunctionDef)
+    }
+
+    def apis(name: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        text = bodies[name]
+        found = set(re.findall(r"self\.client\.(\w+)\(", text))
+        for callee in re.findall(r"self\.(\w+)\(", text):
+            if callee in bodies and callee not in seen | {name}:
+                found |= apis(callee, seen | {name})
+        return found
+
+    result = {}
+    for name, text in bodies.items():
+        calls = apis(name)
+        perms = {CALL_PERMISSION[c] for c in calls}
+        if "get_task" in calls and 'VIEWS["FULL"]' in text:
+            perms.add(FULL_VIEW)
+        result[name] = perms
+    return result
+
+
+def adapter_calls(rel: str, function: str) -> set[str]:
+    """The CloudTasks methods one function of src/redrive calls (see ADAPTER_CALL_RE)."""
+    path = ROOT / "src/redrive" / rel
+    node = _functions(path).get(function)
+    assert node is not None, f"{rel} has no function {function}: update PARKING_CALLS"
+    text = ast.get_source_segment(path.read_text(), node) or ""
+    return {
+        ADAPTER_ALIASES.get(name, name)
+        for match in ADAPTER_CALL_RE.finditer(text)
+        for name in match.groups()
+        if name
+    }
+
+
+def parking_permissions() -> dict[str, set[str]]:
+    """Queue kind (target, parking, location) → the permissions parking's calls need there."""
+    adapter = adapter_permissions()
+    wanted: dict[str, set[str]] = {}
+    for calls in PARKING_CALLS.values():
+        for method, queue in calls:
+            assert method in adapter, f"CloudTasks has no method {method}"
+            wanted.setdefault(queue, set()).update(adapter[method])
+    return wanted
+
+
+def feature_queue(mod: Module, key: str) -> str:
+    """The text of one entry of local.feature_queues (queue.tf)."""
+    match = re.search(rf"\b{key} = \{{([^{{}}]*)\}}", str(mod.locals["feature_queues"]))
+    assert match, f"local.feature_queues has no entry {key}"
+    return match.group(1)
+
+
+def target_queue_regex(mod: Module) -> str:
+    """The regular expression the target_queues validation holds every name to."""
+    rules = " ".join(str(v["condition"]) for v in mod.variables["target_queues"]["validation"])
+    match = re.search(r'regex\("(\^projects/[^"]+)"', rules)
+    assert match, rules
+    return match.group(1).replace("\\\\", "\\")
+
+
 def all_role_bindings(mod: Module) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         (rtype, unq(body["role"]), body)
@@ -238,6 +353,39 @@ def test_sweep_budget_is_set_on_the_signal_function_and_kept_below_its_timeout(
     assert any(
         "sweep_budget_s" in rule and "timeout_s" in rule and "<" in rule for rule in rules
     ), "no validation keeps signal_function.sweep_budget_s below timeout_s"
+
+
+# The parking settings, each from its field of var.parking (or the parking queue).
+PARKING_ENV = {
+    "REDRIVE_PARKING_QUEUE": 'google_cloud_tasks_queue.feature["parking"].id',
+    "REDRIVE_PARK_MARGIN_S": "tostring(var.parking.margin_s)",
+    "REDRIVE_PARK_BEFORE_EXPIRY_S": "tostring(var.parking.before_expiry_s)",
+    "REDRIVE_PARKED_WARN_S": "tostring(var.parking.warn_s)",
+}
+
+
+def test_parking_settings_reach_both_functions_only_when_parking_is_on(module: Module) -> None:
+    # Every parking variable redrive reads, and nothing else.
+    assert {name for name in ENV_VARS if "PARK" in name} == set(PARKING_ENV)
+    common = module.locals["env_common"]
+    for name, source in PARKING_ENV.items():
+        assert unq(common[name]) == f"${{var.parking.enabled ? {source} : null}}", name
+    for fn in ENTRY_POINTS:  # run_job parks too: its pipeline parks a task it finds unfixed
+        assert set(PARKING_ENV) <= function_env(module, fn), fn
+    # The module's defaults are the runtime's.
+    parking_type = str(module.variables["parking"]["type"])
+    for name, source in PARKING_ENV.items():
+        input_field = re.search(r"var\.parking\.(\w+)", source)
+        if input_field is None:
+            continue
+        match = re.search(
+            rf"{input_field.group(1)}\s*=\s*optional\(number,\s*([0-9.]+)\)", parking_type
+        )
+        assert match, (input_field.group(1), parking_type)
+        assert float(match.group(1)) == float(ENV_VARS[name].default or "nan"), name
+    assert re.search(r"enabled\s*=\s*optional\(bool,\s*false\)", parking_type), (
+        "parking must be off by default"
+    )
 
 
 def test_job_url_and_oidc_account_point_at_run_job_and_its_only_invoker(module: Module) -> None:
@@ -333,30 +481,55 @@ def test_archive_ships_the_allowlist_of_deploy_files(module: Module) -> None:
 
 def test_granted_permissions_are_exactly_those_of_the_calls_in_the_source(module: Module) -> None:
     calls = source_calls()
-    assert {"get_task", "run_task"} <= set(calls), f"scanner found too little: {calls}"
+    assert {"get_task", "run_task", "get_queue", "list_queues"} <= set(calls), (
+        f"scanner found too little: {calls}"
+    )
 
     roles = module.of_type("google_project_iam_custom_role")
-    runner_perms = {
-        p
-        for p in permissions_of(module, roles["task_runner"]["permissions"])
-        if p != "cloudtasks.tasks.fullView"
-    }
+    runner_perms = set(permissions_of(module, roles["task_runner"]["permissions"]))
     enqueuer_perms = set(permissions_of(module, roles["job_enqueuer"]["permissions"]))
     run_perms = set(permissions_of(module, roles["run_viewer"]["permissions"]))
-    feature_perms = set(permissions_of(module, module.locals["feature_queues"]))
+    granted_anywhere = set(permissions_of(module, module.locals["feature_queues"]))
+    granted_anywhere |= runner_perms | enqueuer_perms | run_perms
+
+    # Every API method the functions call is granted somewhere, but ListQueues: the patrol lists
+    # a location's queues only for REDRIVE_ALLOWED_QUEUES patterns, which target_queues refuses.
+    names = target_queue_regex(module)
+    assert re.fullmatch(names, "projects/acme-prod/locations/europe-west1/queues/billing"), names
+    pattern = "projects/acme-prod/locations/europe-west1/queues/*"
+    assert not re.fullmatch(names, pattern), "target_queues takes patterns: grant ListQueues"
+    assert CALL_PERMISSION["list_queues"] not in granted_anywhere
+    missing = {
+        method
+        for method in calls
+        if method != "list_queues" and CALL_PERMISSION[method] not in granted_anywhere
+    }
+    assert not missing, f"the code calls {sorted(missing)} and nothing grants it"
 
     # Re-create's calls on the target queues (a copy created there, the original read with its
     # body and deleted) are granted only when var.recreate enables them.
-    recreate = {"cloudtasks.tasks.create", "cloudtasks.tasks.delete", "cloudtasks.tasks.fullView"}
-    gated = str(module.locals["feature_target_permissions"])
+    gated = str(module.locals["recreate_target_permissions"])
     assert "var.recreate.enabled" in gated, gated
-    assert set(quoted_permissions(module.locals["feature_target_permissions"])) == recreate
+    assert set(quoted_permissions(gated)) == RECREATE_TARGET_PERMISSIONS
     pipeline_source = "".join(
         path.read_text() for path in (ROOT / "src/redrive/pipeline").glob("*.py")
     )
     assert "delete_task" in calls and "create_copy" in pipeline_source
-    runner_perms -= recreate
-    want_target = {CALL_PERMISSION[c] for c in calls if c in TARGET_QUEUE_CALLS} - recreate
+
+    # Parking's, on the target queues and on the parking queue, only when var.parking enables it.
+    parking = parking_permissions()
+    assert set(parking) == {"target", "parking", "location"}, parking
+    assert parking["location"] == {CALL_PERMISSION["list_queues"]}
+    gated = str(module.locals["parking_target_permissions"])
+    assert "var.parking.enabled" in gated, gated
+    assert set(quoted_permissions(gated)) == parking["target"], gated
+    own = set(permissions_of(module, feature_queue(module, "parking")))
+    assert own == parking["parking"], own
+    assert "var.parking.enabled ? {parking = {" in str(module.locals["feature_queues"])
+    assert str(module.locals["feature_target_permissions"]).count("local.") == 2
+
+    want_base = {CALL_PERMISSION[c] for c in calls if c in BASE_TARGET_CALLS}
+    assert runner_perms == want_base | {FULL_VIEW} | RECREATE_TARGET_PERMISSIONS | parking["target"]
     want_redrive = {CALL_PERMISSION[c] for c in calls if c in REDRIVE_QUEUE_CALLS}
     package = ROOT / "src" / "redrive"
     full_reads = {
@@ -365,21 +538,39 @@ def test_granted_permissions_are_exactly_those_of_the_calls_in_the_source(module
     }
     assert all(full_reads.values()), f"the scanner lost track of the FULL reads: {full_reads}"
     want_redrive |= FULL_READ_PERMISSIONS
-    claims_perms = {unq(p) for p in module.locals["feature_queues"]["claims"]["permissions"]}
+    claims_perms = set(permissions_of(module, feature_queue(module, "claims")))
     assert claims_perms == {"cloudtasks.tasks.create"} | FULL_READ_PERMISSIONS, claims_perms
     want_run = {CALL_PERMISSION[c] for c in calls if c in RUN_CALLS}
-    want_feature = {CALL_PERMISSION[c] for c in calls if c in FEATURE_QUEUE_CALLS}
-    assert runner_perms == want_target, f"target queues: granted {runner_perms}, calls {calls}"
     assert enqueuer_perms == want_redrive, f"redrive queue: granted {enqueuer_perms}"
     assert run_perms == want_run, f"Cloud Run: granted {run_perms}, calls {sorted(want_run)}"
-    assert want_feature <= feature_perms, (
-        f"the code calls {sorted(want_feature)}: give the feature its queue and grants in "
-        "local.feature_queues (terraform/queue.tf)"
-    )
     # The Cloud Run reader is a custom role bound in the fix check's projects only.
     binding = module.resources[("google_project_iam_member", "run_viewer")]
     assert unq(binding["role"]) == "${google_project_iam_custom_role.run_viewer[each.key].name}"
     assert 'fix_check == "revision"' in str(module.locals["run_viewer_projects"])
+
+
+def test_parking_calls_are_read_from_the_source() -> None:
+    """PARKING_CALLS is exactly what parking's functions call, and covers every function of
+    redrive.pipeline.parking that calls Cloud Tasks."""
+    for (rel, function), table in PARKING_CALLS.items():
+        assert adapter_calls(rel, function) == {method for method, _ in table}, (rel, function)
+    path = ROOT / "src/redrive/pipeline/parking.py"
+    calling = {name for name in _functions(path) if adapter_calls("pipeline/parking.py", name)}
+    listed = {function for rel, function in PARKING_CALLS if rel == "pipeline/parking.py"}
+    # Nested functions (a claim's resume check) are read as part of the function around them.
+    nested = {"half_done", "give_up", "take"}
+    assert calling - nested == listed, calling - nested ^ listed
+
+
+def test_adapter_permissions_follow_the_calls_each_method_makes() -> None:
+    adapter = adapter_permissions()
+    assert adapter["read_parked"] == {"cloudtasks.tasks.get", FULL_VIEW}
+    assert adapter["seen"] == {"cloudtasks.tasks.get"}
+    assert adapter["queue_info"] == {"cloudtasks.queues.get"}
+    assert adapter["list_queues"] == {"cloudtasks.queues.list"}
+    assert adapter["create_parked"] == adapter["create_copy"] == {"cloudtasks.tasks.create"}
+    assert adapter["delete"] == {"cloudtasks.tasks.delete"}
+    assert adapter["run"] == {"cloudtasks.tasks.run", "cloudtasks.tasks.get"}
 
 
 def test_full_view_is_granted_only_when_configured(module: Module) -> None:
@@ -410,6 +601,21 @@ def test_custom_roles_are_bound_on_the_right_queues(module: Module) -> None:
     assert len(bindings) == 3
     allowed = str(module.locals["env_common"]["REDRIVE_ALLOWED_QUEUES"])
     assert "var.target_queues" in allowed
+
+
+def test_a_parked_copy_is_never_deleted_by_its_retries_and_the_queue_is_paused_by_hand(
+    module: Module,
+) -> None:
+    # Unlimited attempts, and no max_retry_duration: a copy dispatched from a queue resumed by
+    # mistake fails against its .invalid host and stays, until restored, purged or retention.
+    assert re.search(r"max_attempts = -1\b", feature_queue(module, "parking"))
+    queue = module.resources[("google_cloud_tasks_queue", "feature")]
+    retry = {k for k in block(queue, "retry_config") if not k.startswith("__")}
+    assert retry == {"max_attempts"}, retry
+    assert unq(block(queue, "retry_config")["max_attempts"]) == "${each.value.max_attempts}"
+    command = unq(module.outputs["parking_queue_pause_command"]["value"])
+    assert 'var.parking.enabled ? "gcloud tasks queues pause ' in command, command
+    assert 'google_cloud_tasks_queue.feature["parking"].name' in command
 
 
 @pytest.mark.parametrize("folder", [MODULE, EXAMPLE], ids=["module", "example"])
@@ -487,6 +693,24 @@ def test_functions_wait_for_the_grants(module: Module) -> None:
 # Signals and observability
 
 
+def test_the_patrol_is_published_to_the_topic_handle_signal_is_triggered_by(
+    module: Module,
+) -> None:
+    job = module.resources[("google_cloud_scheduler_job", "patrol")]
+    assert unq(job["count"]) == "${var.parking.enabled ? 1 : 0}"
+    target = block(job, "pubsub_target")
+    trigger = block(module.resources[("google_cloudfunctions2_function", "main")], "event_trigger")
+    assert unq(target["topic_name"]) == unq(trigger["pubsub_topic"]) == "${local.topic_id}"
+    assert "attributes" not in target  # the data alone says patrol (tests/terraform decodes it)
+    assert job["depends_on"] == ["${google_cloudfunctions2_function.main}"]
+    # Nothing grants publishing to the Cloud Scheduler service agent: its own role holds it.
+    assert not [
+        body
+        for _, _, body in all_role_bindings(module)
+        if "cloudscheduler" in str(body.get("member", ""))
+    ]
+
+
 def test_attempt_failure_alert_extracts_the_task_into_its_documentation(module: Module) -> None:
     policy = module.resources[("google_monitoring_alert_policy", "attempt_failures")]
     condition = block(block(policy, "conditions"), "condition_matched_log")
@@ -513,6 +737,46 @@ def test_outcome_metric_counts_by_outcome_and_alert_defaults_are_real_outcomes(
     defaults = re.findall(r'"([A-Z_]+)"', match.group(1))
     assert set(defaults) == {"FAILED", "PERMISSION_DENIED"}
     assert set(defaults) <= {o.value for o in Outcome}
+
+
+def test_parking_metrics_and_alerts_read_what_the_patrol_and_the_decisions_write(
+    module: Module,
+) -> None:
+    """The field names and values the parking metrics and alerts filter on are the code's
+    (tests/terraform/test_parking_records.py evaluates them on real lines)."""
+    from redrive.adapters.cloudtasks import QUEUE_STATES
+
+    sweep = ROOT / "src/redrive/sweep.py"
+    census = ast.get_source_segment(sweep.read_text(), _functions(sweep)["_census"]) or ""
+    metrics = str(module.locals["parking_metrics"])
+    assert metrics.startswith("${var.parking.enabled ? {"), metrics
+    fields = set(re.findall(r'field = "(\w+)"', metrics))
+    assert fields == {"parked", "expiring"}
+    for name in fields | {"state"}:
+        assert f'"{name}"' in census, f"the census writes no parking.{name}"
+    metric = module.resources[("google_logging_metric", "parking")]
+    assert unq(metric["value_extractor"]) == "EXTRACT(jsonPayload.parking.${each.value.field})"
+    assert unq(metric["filter"]) == "${local.census_filter}"
+    assert unq(block(metric, "metric_descriptor")["value_type"]) == "DISTRIBUTION"
+    patrol = str(module.locals["patrol_filter"])
+    assert 'jsonPayload.event=\\"redrive.sweep\\"' in patrol
+    assert 'jsonPayload.purpose=\\"patrol\\"' in patrol
+    assert "jsonPayload.parking.expiring:*" in str(module.locals["census_filter"])
+    not_paused = str(module.locals["parking_not_paused_filter"])
+    assert 'jsonPayload.parking.state!=\\"PAUSED\\"' in not_paused and "PAUSED" in set(
+        QUEUE_STATES.values()
+    )
+    assert "jsonPayload.parking.state:*" in not_paused
+    parked = module.resources[("google_monitoring_alert_policy", "parked")]
+    condition = block(block(parked, "conditions"), "condition_threshold")
+    outcomes = re.findall(r'outcome=\\"([A-Z_]+)\\"', str(condition["filter"]))
+    assert outcomes == [Outcome.PARKED.value], outcomes
+    assert "var.parking.alerts.parked.threshold" in str(condition["threshold_value"])
+    gates = module.locals["pipeline_alert"]
+    for name in ("parked", "parked_expiring", "parking_paused"):
+        assert "var.parking.enabled" in str(gates[name]) and "pipeline_alerts.enabled" in str(
+            gates[name]
+        ), name
 
 
 def test_jobs_carry_run_job_s_timeout_as_their_dispatch_deadline(module: Module) -> None:

@@ -63,6 +63,12 @@ def test_example_validates_and_plans_on_a_fresh_state(example: CheckResult) -> N
         "google_pubsub_topic.dead_letter[0]",
         "time_sleep.grants",
         'google_cloud_tasks_queue_iam_member.task_runner["projects/acme-prod/locations/europe-west1/queues/billing"]',
+        # Parking, on in the example: its queue, its grant there, the patrol and its alerts.
+        'google_cloud_tasks_queue.feature["parking"]',
+        'google_cloud_tasks_queue_iam_member.feature_queue["parking"]',
+        "google_cloud_scheduler_job.patrol[0]",
+        "google_monitoring_alert_policy.parking_not_paused[0]",
+        'google_service_account_iam_member.runtime_acts_as_task_accounts["billing-tasks@acme-prod.iam.gserviceaccount.com"]',
     ):
         assert needed in planned, sorted(planned)
     assert planned["google_pubsub_topic.deploys[0]"]["name"] == "cloud-builds"
@@ -108,6 +114,24 @@ def test_an_unknown_for_each_key_fails_the_check(terraform: str) -> None:
             },
             "deploy_subscription.create_topic = false",
         ),
+        ({"parking": "{ enabled = true, warn_s = 2592001 }"}, "the ranges redrive accepts"),
+        ({"parking": "{ margin_s = -1 }"}, "the ranges redrive accepts"),
+        ({"parking": '{ task_service_accounts = ["billing-tasks"] }'}, "service account emails"),
+        (
+            {
+                "parking": "{ enabled = true }",
+                "target_queues": (
+                    '["projects/acme-prod/locations/europe-west1/queues/billing", '
+                    '"projects/acme-prod/locations/europe-west1/queues/redrive-parking"]'
+                ),
+            },
+            "redrive never re-drives its own queues",
+        ),
+        (
+            {"target_queues": '["projects/acme-prod/locations/europe-west1/queues/*"]'},
+            "no wildcards",
+        ),
+        ({"parking": '{ patrol_schedule = "every 5 minutes" }'}, "unix-cron schedule"),
     ],
 )
 def test_values_the_api_rejects_fail_the_plan(
@@ -150,7 +174,7 @@ def test_dashboard_json_charts_real_metrics(everything: CheckResult) -> None:
 def test_alert_policies_carry_the_labels_and_wait_for_the_metric(everything: CheckResult) -> None:
     planned = resources(everything)
     policies = of_type(planned, "google_monitoring_alert_policy")
-    assert len(policies) == 8, sorted(policies)
+    assert len(policies) == 11, sorted(policies)  # the pipeline's 8 and parking's 3
     for address, values in policies.items():
         assert values["user_labels"]["team"] == "payments", address
         assert values["notification_channels"], address
@@ -161,9 +185,20 @@ def test_alert_policies_carry_the_labels_and_wait_for_the_metric(everything: Che
         if r["type"] == "google_monitoring_alert_policy"
         and "outcome_metric_type" in json.dumps(r["expressions"])
     ]
-    assert len(on_metric) == 3
+    assert len(on_metric) == 4
     for r in on_metric:
         assert "time_sleep.outcome_metric" in r.get("depends_on", []), r["address"]
+    # Those on parking's census metrics wait for them.
+    on_census = [
+        r
+        for r in module["resources"]
+        if r["type"] == "google_monitoring_alert_policy"
+        and "parking_metric_types" in json.dumps(r["expressions"])
+    ]
+    assert [r["address"] for r in on_census] == ["google_monitoring_alert_policy.parked_expiring"]
+    assert on_census[0]["depends_on"] == ["time_sleep.parking_metrics"]
+    dashboard = next(r for r in module["resources"] if r["type"] == "google_monitoring_dashboard")
+    assert "time_sleep.parking_metrics" in dashboard["depends_on"]
 
 
 def test_functions_and_the_sink_wait_for_the_grants(everything: CheckResult) -> None:
@@ -320,3 +355,28 @@ def test_a_folder_with_state_is_not_planned(terraform: str, tmp_path: Path) -> N
     (tmp_path / "terraform.tfstate").write_text("{}")
     result = check(tmp_path, terraform=terraform)
     assert not result.ok and [s.name for s in result.steps] == ["fresh state"]
+
+
+def test_the_patrol_publishes_a_message_handle_signal_reads_as_a_patrol(
+    everything: CheckResult,
+) -> None:
+    """The scheduled message goes through the same decoding as a delivered event (the Pub/Sub
+    message's base64 data, as Eventarc hands it to handle_signal) and the same parser."""
+    from redrive.core.signals import message_from_event, parse_message
+    from redrive.core.signals.model import Patrol
+
+    job = resources(everything)["google_cloud_scheduler_job.patrol[0]"]
+    assert job["name"] == "rd-patrol" and job["region"] == "europe-west1"
+    assert job["schedule"] == "*/5 * * * *" and job["time_zone"] == "Etc/UTC"
+    (target,) = job["pubsub_target"]
+    event = {"message": {"data": target["data"], "messageId": "patrol-1"}}
+    parsed = parse_message(message_from_event(event, ce_time="2026-12-01T12:00:00Z"))
+    assert parsed.kind == "patrol", parsed
+    (signal,) = parsed.signals
+    assert isinstance(signal, Patrol) and signal.queues == ()  # every allowed queue
+
+
+def test_no_patrol_without_parking(minimal: CheckResult) -> None:
+    planned = resources(minimal)
+    assert not of_type(planned, "google_cloud_scheduler_job")
+    assert not any("parking" in address for address in planned)

@@ -100,8 +100,10 @@ def check(
             }
             env.pop("TF_CLI_ARGS", None)
             plan_file = folder / "plan.bin"
-            var_args = [f"-var={k}={v}" for k, v in (variables or {}).items()]
-            var_args += [f"-var-file={f.resolve()}" for f in var_files]
+            # Terraform takes the last value given for a variable: the files first, so that
+            # `variables` override what a file sets.
+            var_args = [f"-var-file={f.resolve()}" for f in var_files]
+            var_args += [f"-var={k}={v}" for k, v in (variables or {}).items()]
             steps = [
                 ("init", ["init", "-backend=false", "-input=false", "-no-color"]),
                 ("validate", ["validate", "-no-color"]),

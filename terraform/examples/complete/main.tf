@@ -7,6 +7,7 @@ locals {
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
     "cloudresourcemanager.googleapis.com",
+    "cloudscheduler.googleapis.com", # the parking patrol
     "cloudtasks.googleapis.com",
     "eventarc.googleapis.com",
     "iam.googleapis.com",
@@ -114,6 +115,8 @@ locals {
   # resources' name attributes still orders the grants after the queue and the service.
   billing_queue   = "projects/${var.project_id}/locations/${var.region}/queues/${google_cloud_tasks_queue.billing.name}"
   billing_service = "projects/${var.project_id}/locations/${var.region}/services/${google_cloud_run_v2_service.billing.name}"
+  # Known at plan time too (the resource's email attribute is known only after apply).
+  billing_tasks_email = "${google_service_account.billing_tasks.account_id}@${var.project_id}.iam.gserviceaccount.com"
 }
 
 module "redrive" {
@@ -133,11 +136,18 @@ module "redrive" {
 
   # Bulk re-drives beyond the RunTask quota re-create the failed tasks; billing's tasks carry an
   # OIDC token of billing_tasks, which a copy needs actAs on. The email is built from known
-  # arguments (the resource's email attribute is known only after apply, and for_each keys
-  # must be known at plan time).
+  # arguments (local.billing_tasks_email: for_each keys must be known at plan time).
   recreate = {
     enabled               = true
-    task_service_accounts = ["${google_service_account.billing_tasks.account_id}@${var.project_id}.iam.gserviceaccount.com"]
+    task_service_accounts = [local.billing_tasks_email]
+  }
+
+  # Parking: a billing task about to use its last attempt (its 7 days of retries spent, or near
+  # Cloud Tasks' 31-day retention limit) with no fix live waits in the paused parking queue and is
+  # restored by the deploy that fixes it; a restored task carries the original's OIDC token.
+  parking = {
+    enabled               = true
+    task_service_accounts = [local.billing_tasks_email]
   }
 
   attempt_failure_alert = { enabled = true }

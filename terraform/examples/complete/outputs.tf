@@ -37,3 +37,13 @@ output "trigger_dead_letter_commands" {
   description = "Run these once after the first apply: they give handle_signal's Eventarc subscription the module's dead-letter policy."
   value       = module.redrive.trigger_dead_letter_commands
 }
+
+output "claims_queue_pause_command" {
+  description = "Run this once after the first apply: it pauses the claims queue (the provider cannot set a queue's state)."
+  value       = module.redrive.claims_queue_pause_command
+}
+
+output "parking_queue_pause_command" {
+  description = "Run this once after the first apply: it pauses the parking queue, where parked tasks wait for their fix (the patrol logs ERROR and alerts until it is paused)."
+  value       = module.redrive.parking_queue_pause_command
+}
