@@ -46,6 +46,7 @@ from redrive.core.decide import (
     decide,
     screen,
 )
+from redrive.core.gone import Gone
 from redrive.core.jobs import Job, JobTask, job_task
 from redrive.core.names import TaskName
 from redrive.core.outcomes import Outcome
@@ -178,7 +179,10 @@ def prepare(request: Request, rt: Runtime) -> Result | Pending:
     evidence: FixEvidence | None = None
     try:
         if state is None:
-            state = rt.tasks.get(failure.task)
+            looked = rt.tasks.lookup(failure.task)
+            if isinstance(looked, Gone):
+                return Result.of(decide(failure, looked, None, rt.policy, now))
+            state = looked
         decision = decide(failure, state, None, rt.policy, now, check_in_flight=check_in_flight)
         if decision.action is Action.CHECK_FIX:
             assert state is not None
@@ -244,11 +248,12 @@ def _run(pending: Pending, rt: Runtime) -> Result:
         if time.monotonic() - read_at > STALE_AFTER_S:
             # The task may have moved meanwhile (a throttle wait, a listing): decide again on a
             # fresh read.
-            fresh = rt.tasks.get(failure.task)
+            fresh = rt.tasks.lookup(failure.task)
             decision = decide(failure, fresh, evidence, rt.policy, rt.clock())
             if decision.action is not Action.RUN:
-                return Result.of(decision, state=fresh, fix=evidence)
-            assert fresh is not None
+                shown = None if isinstance(fresh, Gone) else fresh
+                return Result.of(decision, state=shown, fix=evidence)
+            assert isinstance(fresh, TaskState)
             state = fresh
         claimed = _claim(request, state, evidence, rt)
     except errors.RedriveError as err:
@@ -295,11 +300,12 @@ def _recreate(pending: Pending, rt: Runtime) -> Result:
         )
     try:
         original = rt.tasks.read_original(failure.task)
-        fresh = TaskState.from_task(original) if original is not None else None
+        fresh = original if isinstance(original, Gone) else TaskState.from_task(original)
         decision = decide(failure, fresh, evidence, rt.policy, rt.clock())
         if decision.action is not Action.RUN:
-            return Result.of(decision, state=fresh, fix=evidence)
-        assert fresh is not None and original is not None
+            shown = None if isinstance(fresh, Gone) else fresh
+            return Result.of(decision, state=shown, fix=evidence)
+        assert isinstance(fresh, TaskState) and not isinstance(original, Gone)
         state = fresh
         too_soon = _too_soon_to_recreate(state, rt)
         if too_soon is not None:

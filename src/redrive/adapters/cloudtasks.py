@@ -26,17 +26,13 @@ from typing import Any, Protocol, TypeVar
 from redrive.adapters.translate import translate
 from redrive.core import errors
 from redrive.core.decide import RunResult
+from redrive.core.gone import Gone, classify_not_found
 from redrive.core.jobs import JobTask
 from redrive.core.names import QueueName, TaskName
 from redrive.core.recreate import OUTPUT_ONLY
 from redrive.core.state import TaskState
 
 T = TypeVar("T")
-
-
-EXISTED_RECENTLY = "existed recently"
-"""Cloud Tasks' NOT_FOUND text for a name used within its de-duplication window (about an hour):
-"The task no longer exists, though a task with this name existed recently. ..." """
 
 
 class Seen(StrEnum):
@@ -142,8 +138,13 @@ class CloudTasks:
 
     def get(self, task: TaskName) -> TaskState | None:
         """The task's state, or None when Cloud Tasks answers NOT_FOUND."""
-        got = self._get(str(task), self.view)
-        return None if got is None else TaskState.from_task(got)
+        got = self.lookup(task)
+        return None if isinstance(got, Gone) else got
+
+    def lookup(self, task: TaskName) -> TaskState | Gone:
+        """The task's state, or what Cloud Tasks' NOT_FOUND said of its name (core.gone)."""
+        got = self._lookup(str(task), self.view)
+        return got if isinstance(got, Gone) else TaskState.from_task(got)
 
     def get_full(self, name: str) -> tuple[TaskState, bytes] | None:
         """A task read with the FULL view: its state and its HTTP body (None when NOT_FOUND).
@@ -159,6 +160,11 @@ class CloudTasks:
         return TaskState.from_task(got), body
 
     def _get(self, name: str, view: int) -> Any:
+        got = self._lookup(name, view)
+        return None if isinstance(got, Gone) else got
+
+    def _lookup(self, name: str, view: int) -> Any:
+        """GetTask's answer, or the kind of its NOT_FOUND."""
         request = {"name": name, "response_view": view}
         try:
             return self._retried(
@@ -166,8 +172,8 @@ class CloudTasks:
                     request=request, retry=None, timeout=self.call_timeout_s
                 )
             )
-        except errors.NotFoundError:
-            return None
+        except errors.NotFoundError as err:
+            return classify_not_found(str(err))
 
     def run(self, task: TaskName, before: TaskState) -> RunResult:
         """Force-run `task` once: one RunTask call, never two.
@@ -183,11 +189,13 @@ class CloudTasks:
         except (gexc.ServiceUnavailable, gexc.DeadlineExceeded) as err:
             # The call may have reached Cloud Tasks and dispatched: look, but never call again.
             code = type(err).__name__
-            after = self.get(task)
-            if after is None:
+            after = self.lookup(task)
+            if isinstance(after, Gone):
+                # The kind stays readable in the text (core.gone classifies it again).
+                said = " (it existed recently)" if after is Gone.EXISTED_RECENTLY else ""
                 raise errors.NotFoundError(
-                    f"RunTask failed ({code}) and the task is gone: it was probably dispatched "
-                    "and completed"
+                    f"RunTask failed ({code}) and the task is gone{said}: it was probably "
+                    "dispatched and completed"
                 ) from None
             if after.dispatch_count > before.dispatch_count:
                 return RunResult(True, after, confirmed_by="GetTask")
@@ -241,12 +249,12 @@ class CloudTasks:
 
     # -- re-create ---------------------------------------------------------------------------
 
-    def read_original(self, task: TaskName) -> Any | None:
+    def read_original(self, task: TaskName) -> Any | Gone:
         """The task as stored, FULL view, as the client returns it (raw protobuf): everything a
-        copy needs to send the same request. None when NOT_FOUND. Never logged."""
-        got = self._get(str(task), VIEWS["FULL"])
-        if got is None:
-            return None
+        copy needs to send the same request. The kind of NOT_FOUND when missing. Never logged."""
+        got = self._lookup(str(task), VIEWS["FULL"])
+        if isinstance(got, Gone):
+            return got
         return type(got).pb(got) if hasattr(type(got), "pb") else got
 
     def create_copy(self, original: Any, name: TaskName, schedule_time: datetime) -> bool:
@@ -309,5 +317,6 @@ class CloudTasks:
                 )
             )
         except errors.NotFoundError as err:
-            return Seen.RECENT if EXISTED_RECENTLY in str(err) else Seen.NEVER
+            recent = classify_not_found(str(err)) is Gone.EXISTED_RECENTLY
+            return Seen.RECENT if recent else Seen.NEVER
         return Seen.LIVE

@@ -21,7 +21,8 @@ class Outcome(StrEnum):
     QUEUED = "QUEUED"
     """A redrive job was enqueued in the redrive queue (queued mode)."""
     NOT_FOUND = "NOT_FOUND"
-    """The task no longer exists: it succeeded or permanently failed (or never existed)."""
+    """The task does not exist: it existed recently (it succeeded, permanently failed or was
+    deleted), or no task of that name did (a wrong name, or gone long ago); see core.gone."""
     DEFERRED = "DEFERRED"
     """Not now, later: an attempt is in flight, or an earlier forced run's outcome is not known
     yet. The platform delivers the work again."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from redrive.core.config import Settings
 from redrive.core.decide import Decision, Failure, FixEvidence, RunResult, SignalRef
+from redrive.core.gone import Gone
 from redrive.core.names import TaskName
 from redrive.core.outcomes import Outcome
 from redrive.core.redact import redact_urls
@@ -60,6 +61,7 @@ def build_record(
     run: RunResult | None = None,
     job: str | None = None,
     claim: Mapping[str, Any] | None = None,
+    not_found: Gone | None = None,
     dry_run: bool = False,
     duration_ms: float = 0.0,
     api_version: str = "v2beta3",
@@ -119,6 +121,7 @@ def build_record(
         ),
         "job": job,
         "claim": dict(claim) if claim is not None else None,
+        "not_found": not_found.value if not_found is not None else None,
         "dry_run": dry_run,
         "duration_ms": round(duration_ms, 1),
         "api_version": api_version,
@@ -190,11 +193,14 @@ class Result:
     """What the claims register said (rung, marker, owner or holder), when it was asked."""
     retry_after_s: float | None = None
     """When the work is worth delivering again, if known (run_job's Retry-After)."""
+    gone: Gone | None = None
+    """For NOT_FOUND: what Cloud Tasks said of the name (recently existed, or not)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, decision: Decision, **kwargs: Any) -> Result:
         assert decision.outcome is not None
+        kwargs.setdefault("gone", decision.gone)
         return cls(decision.outcome, decision.reason, decision.http_status, **kwargs)
 
 
@@ -220,6 +226,7 @@ def result_record(
         run=result.run,
         job=result.job,
         claim=result.claim,
+        not_found=result.gone,
         dry_run=settings.dry_run,
         duration_ms=duration_ms,
         api_version=settings.tasks_api,
