@@ -143,6 +143,7 @@ class SweepReport:
             "services": list(plan.services),
             "unmapped_services": list(plan.unmapped),
             "deployed_at": iso(plan.deployed_at),
+            "statuses": str(plan.statuses) if plan.statuses is not None else None,
             "signal": signal_fields(plan.signal),
             "counts": dict(self.counts),
             "skipped": dict(self.skipped),
@@ -308,7 +309,7 @@ class Sweeper:
                 chosen: list[tuple[int, TaskState]] = []
                 for index, task in enumerate(tasks):
                     state = TaskState.from_task(task)
-                    pick = select(state, self._plan.deployed_at)
+                    pick = select(state, self._plan.deployed_at, self._plan.statuses)
                     report.tasks_seen += 1
                     if pick is Pick.SELECTED:
                         chosen.append((index, state))

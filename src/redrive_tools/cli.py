@@ -809,6 +809,16 @@ def _print_record(
 )
 @click.option("--dry-run", is_flag=True, help="Select and decide, but never call RunTask.")
 @click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="LIST",
+    callback=lambda ctx, param, value: _status_option(value),
+    help="Re-drive only tasks whose last attempt failed with these statuses: HTTP statuses "
+    "(500), classes (5xx), google.rpc code names (UNAVAILABLE); comma-separated or repeated; "
+    "`any` for every failure. Default: REDRIVE_SWEEP_STATUSES, else every failure.",
+)
+@click.option(
     "--budget",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
@@ -831,6 +841,7 @@ def sweep(
     deployed_at: str,
     rate: float,
     dry_run: bool,
+    statuses: Any,
     budget: float | None,
     allow_any_queue: bool,
     json_output: bool,
@@ -859,7 +870,8 @@ def sweep(
     records.keep = False  # per-task records stream out; only counters and reasons stay
     watch = _Watch()
     rt = _runtime(records, watch, **overrides)
-    plan = SweepPlan(names, when, SignalRef("cli", "operator"), "command line")
+    chosen = statuses if statuses is not None else rt.settings.sweep_statuses
+    plan = SweepPlan(names, when, SignalRef("cli", "operator"), "command line", statuses=chosen)
     waiting = _waiting(watch)
     progress_bar, on_progress, set_total = _progress(waiting)
     sweeper = Sweeper(
@@ -881,6 +893,18 @@ def sweep(
         if "SKIPPED_NOT_ALLOWED" in report.queue_outcomes.values():
             click.echo(f"redrive: a queue is not allowed: {ALLOW_HINT}", err=True)
     sys.exit(_sweep_exit(report))
+
+
+def _status_option(value: tuple[str, ...]) -> Any:
+    """--status as a StatusFilter (None when not given); a bad list is a usage error (exit 2)."""
+    if not value:
+        return None
+    from redrive.core.statuses import StatusFilter, StatusFilterError
+
+    try:
+        return StatusFilter.parse(value, "--status")
+    except StatusFilterError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def _task_totals(rt: Any, names: tuple[Any, ...]) -> int | None:
@@ -1001,7 +1025,9 @@ def _print_sweep(
     failed = _sweep_failed(report)
     console.print(
         f"{record['tasks_seen']} tasks seen in {record['pages']} page(s), "
-        f"{record['selected']} selected, {record['duration_ms'] / 1000:.1f} s"
+        f"{record['selected']} selected"
+        + (f" (statuses {escape(str(record['statuses']))})" if record.get("statuses") else "")
+        + f", {record['duration_ms'] / 1000:.1f} s"
         + ("" if report.complete else " — [bold]INCOMPLETE[/]: budget spent, run again to resume")
         + (" — [bold red]FAILED[/]: the reasons are below; run again once fixed" if failed else "")
         + (" — DRY RUN" if record["dry_run"] else "")
