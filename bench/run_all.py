@@ -6,6 +6,7 @@ P3 storm rate accuracy: RunTask calls per 60 s window vs the limit (bench_storm.
 P4 cold import of main.py vs functions_framework + google.cloud.tasks_v2 (bench_import.py)
 P5 emulator throughput (emulator_bench.py)
 P6 redrive sweep vs a `gcloud tasks run` loop (sweep_bench.py)
+P8 a bulk re-drive's plan: its ETA against the measured duration (plan_bench.py)
 
     python bench/run_all.py [--quick] [--update-docs]
 
@@ -227,6 +228,23 @@ def p6(quick: bool) -> list[Row]:
     return rows
 
 
+def p8(quick: bool) -> list[Row]:
+    import plan_bench
+
+    n = 100 if quick else 1000
+    return [
+        (
+            f"P8 plan ETA / measured, {r['case']}, {n:,} tasks",
+            f"{r['ratio']:.2f}",
+            "0.80-1.20",
+            f"ETA {r['eta_s']:.1f} s, measured {r['measured_s']:.1f} s (plan line to the last "
+            f"re-run answered); {r['method']}, bound by {r['limited_by']}; "
+            f"{r['redriven']:,} re-run",
+        )
+        for r in plan_bench.run(n)
+    ]
+
+
 PARTS: list[tuple[str, Callable[[bool], list[Row]]]] = [
     ("P1", p1),
     ("P2", p2),
@@ -234,6 +252,7 @@ PARTS: list[tuple[str, Callable[[bool], list[Row]]]] = [
     ("P4", p4),
     ("P5", p5),
     ("P6", p6),
+    ("P8", p8),
 ]
 
 

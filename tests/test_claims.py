@@ -151,6 +151,9 @@ class FakeQueue:
     def delete_task(self, request: Any = None, **_: Any) -> Any:
         raise AssertionError("claims never delete")
 
+    def get_queue(self, request: Any = None, **_: Any) -> Any:
+        raise AssertionError("claims never read a queue")
+
 
 def register(fake: FakeQueue, now: datetime = NOW) -> Claims:
     tasks = CloudTasks(fake, retry_deadline_s=0.1, backoff_initial_s=0.001)

@@ -122,3 +122,82 @@ def test_a_bad_configured_default_is_a_usage_error(stack):
     now = iso(stack.emu.clock.now())
     result = cli(stack, "sweep", queue, "--deployed-at", now, REDRIVE_SWEEP_STATUSES="teapot")
     assert result.exit_code == 2 and "REDRIVE_SWEEP_STATUSES" in result.output
+
+
+# --- sweep --plan -------------------------------------------------------------------------------
+
+
+def snapshot(stack: Stack, *queues: str) -> dict[str, Any]:
+    """Every task of the queues (name → dispatch count, schedule) and the calls made so far."""
+    tasks = {
+        t.name: (t.dispatch_count, t.schedule_time.timestamp())
+        for q in queues
+        for t in stack.client.list_tasks(request={"parent": q})
+    }
+    return {"tasks": tasks, "calls": dict(stack.emu.control.call_counts())}
+
+
+def test_sweep_plan_prints_the_plan_and_changes_nothing(stack):
+    queue, tasks = failing_by_status(stack, "cliplan")
+    stack.task(queue, "later", "/cliplan/later", schedule_in_s=3600)  # never attempted
+    claims = stack.claims()
+    now = iso(stack.emu.clock.now())
+    env = {"REDRIVE_CLAIMS_QUEUE": claims, "REDRIVE_RUN_QUOTA_PER_MIN": "60"}
+    before = snapshot(stack, queue, claims)
+    args = ["sweep", queue, "--deployed-at", now, "--allow-any-queue", "--plan"]
+
+    shown = cli(stack, *args, "--status", "5xx", "--rate", "0.5", **env)
+    as_json = cli(stack, *args, "--json", **env)
+
+    assert shown.exit_code == 0 and as_json.exit_code == 0, shown.output + as_json.output
+    after = snapshot(stack, queue, claims)
+    assert after["tasks"] == before["tasks"]  # no claim written, no task run, re-created, moved
+    made = {
+        k.rpartition(".")[2] for k, v in after["calls"].items() if v != before["calls"].get(k, 0)
+    }
+    assert made <= {"ListTasks", "GetQueue"}, made
+    assert sum(runs_of(stack, t) for t in tasks.values()) == 0
+
+    (planned,) = json_lines(as_json.output)  # the plan line only: nothing else happened
+    assert planned["event"] == "redrive.plan" and planned["counted"] is True
+    assert planned["tasks_seen"] == 4 and planned["selected"] == 3
+    assert planned["skipped"] == {"NEVER_ATTEMPTED": 1}
+    assert planned["by_status"] == {
+        "INTERNAL (HTTP 500)": 1,
+        "UNAVAILABLE (HTTP 503)": 1,
+        "NOT_FOUND (HTTP 404)": 1,
+    }
+    (q,) = planned["per_queue"]
+    assert q["method"] == "run" and "auto: 3 task(s) fit" in q["why"]
+    assert q["rate_per_s"] == 1.0 and "RunTask quota" in q["limited_by"]
+    assert planned["eta_s"] == 3.0 and planned["mode"] == "direct"
+    # The table: the same plan with the status filter, the throttle at 0.5/s bounding it.
+    text = " ".join(shown.output.split())
+    assert "redrive sweep --plan" in text and "Nothing was done" in text
+    assert "2 of 4 task(s) selected" in text and "ETA 4.0 s" in text
+    assert "REDRIVE_DIRECT_RATE_PER_S=0.5" in text
+    assert "other status 1" in text and "never attempted 1" in text
+
+
+def test_sweep_plan_of_a_queue_not_allowed_or_missing(stack):
+    queue, _ = failing_by_status(stack, "cliplanna")
+    now = iso(stack.emu.clock.now())
+    refused = cli(stack, "sweep", queue, "--deployed-at", now, "--plan")
+    text = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "not allowed" in text and "--allow-any-queue" in text
+    missing = "projects/demo/locations/local1/queues/cliplan-missing"
+    gone = cli(stack, "sweep", missing, "--deployed-at", now, "--plan", "--allow-any-queue")
+    assert gone.exit_code == 2 and "NOT_FOUND" in gone.output
+
+
+def test_a_sweep_starts_with_its_plan(stack):
+    queue, tasks = failing_by_status(stack, "cliplanfirst")
+    now = iso(stack.emu.clock.now())
+    args = ["sweep", queue, "--deployed-at", now, "--rate", "100", "--allow-any-queue"]
+    result = cli(stack, *args, "--json", REDRIVE_RUN_QUOTA_PER_MIN="6000")
+    lines = json_lines(result.output)
+    assert lines[0]["event"] == "redrive.plan"
+    assert lines[0]["selected"] == 3 and lines[0]["per_queue"][0]["rate_per_s"] == 100.0
+    assert lines[-1]["event"] == "redrive.sweep" and lines[-1]["counts"] == {"DISPATCHED": 3}
+    for task in tasks.values():
+        wait_for(partial(stack.gone, task), "the re-driven task to complete")

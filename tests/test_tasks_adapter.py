@@ -64,6 +64,9 @@ class FakeTasks:
     def delete_task(self, request: Any = None, **kwargs: Any) -> Any:
         return self._answer("delete_task", request, kwargs)
 
+    def get_queue(self, request: Any = None, **kwargs: Any) -> Any:
+        return self._answer("get_queue", request, kwargs)
+
     def count(self, method: str) -> int:
         return sum(1 for m, _, _ in self.calls if m == method)
 

@@ -61,10 +61,11 @@ CALL_PERMISSION = {
     "get_queue": "cloudtasks.queues.get",
 }
 # Calls made on the target queues; create_task goes to the redrive queue (and, with a feature
-# queue, there too); queue-level calls go to the features' own queues.
-TARGET_QUEUE_CALLS = {"get_task", "list_tasks", "run_task", "delete_task"}
-REDRIVE_QUEUE_CALLS = {"create_task"}
-FEATURE_QUEUE_CALLS = {"pause_queue", "resume_queue", "purge_queue", "get_queue"}
+# queue, there too); get_queue is a sweep's plan reading the rates (a target queue's, the redrive
+# queue's); the other queue-level calls go to the features' own queues.
+TARGET_QUEUE_CALLS = {"get_task", "list_tasks", "run_task", "delete_task", "get_queue"}
+REDRIVE_QUEUE_CALLS = {"create_task", "get_queue"}
+FEATURE_QUEUE_CALLS = {"pause_queue", "resume_queue", "purge_queue"}
 RUN_CALLS = {"get_service", "list_services", "get_revision", "list_revisions"}
 # redrive's own tasks read with their body (CloudTasks.get_full, the FULL view): run_job reads the
 # job it runs from the redrive queue, the claims register reads its markers from the claims queue.

@@ -187,8 +187,12 @@ class _Records:
         """(outcome, reason) → one task it happened to."""
         self.queues: dict[str, tuple[str, str]] = {}
         """Queue → (outcome, reason) for the queues a sweep could not list."""
+        self.plan: dict[str, Any] | None = None
+        """A sweep's plan line."""
 
     def emit(self, record: Mapping[str, Any]) -> None:
+        if record.get("event") == "redrive.plan":
+            self.plan = dict(record)
         if self.keep:
             self.records.append(dict(record))
         else:
@@ -830,10 +834,18 @@ def _print_record(
     help="Allow the named queues even if REDRIVE_ALLOWED_QUEUES does not list them.",
 )
 @click.option(
+    "--plan",
+    "plan_only",
+    is_flag=True,
+    help="Print the plan (tasks seen, selected by reason and by last status, the method per "
+    "queue, the rate that bounds it, the ETA) and stop: nothing is claimed, run, enqueued or "
+    "deleted.",
+)
+@click.option(
     "--json",
     "json_output",
     is_flag=True,
-    help="Print every outcome record, then the SWEEP record, as JSON lines.",
+    help="Print the plan record, every outcome record, then the SWEEP record, as JSON lines.",
 )
 def sweep(
     queues: tuple[str, ...],
@@ -844,6 +856,7 @@ def sweep(
     statuses: Any,
     budget: float | None,
     allow_any_queue: bool,
+    plan_only: bool,
     json_output: bool,
 ) -> None:
     """Re-drive every task of QUEUE... whose last attempt failed before --deployed-at.
@@ -851,7 +864,8 @@ def sweep(
     Queues are full names (projects/P/locations/L/queues/Q). Tasks in flight, never attempted,
     or dispatched again since the deploy are left alone; each selected task gets the guarded
     decision and one RunTask, at --rate per second. Safe to run again: tasks already re-driven
-    are no longer selected. The table ends with the reasons of everything not re-driven.
+    are no longer selected. The table ends with the reasons of everything not re-driven. The
+    plan comes first (--plan prints it and does nothing else).
     """
     from redrive.core.decide import SignalRef
     from redrive.core.selection import SweepPlan
@@ -873,6 +887,15 @@ def sweep(
     chosen = statuses if statuses is not None else rt.settings.sweep_statuses
     plan = SweepPlan(names, when, SignalRef("cli", "operator"), "command line", statuses=chosen)
     waiting = _waiting(watch)
+    if plan_only:
+        planner = Sweeper(rt, budget_s=budget if budget is not None else 1e12, entry_point="cli")
+        with waiting.spinner():
+            planned = planner.plan_only(plan)
+        if not json_output:
+            _print_plan(_console(json_output), planned)
+        elif planned["not_allowed"]:
+            click.echo(f"redrive: a queue is not allowed: {ALLOW_HINT}", err=True)
+        sys.exit(_plan_exit(planned))
     progress_bar, on_progress, set_total = _progress(waiting)
     sweeper = Sweeper(
         rt,
@@ -893,6 +916,81 @@ def sweep(
         if "SKIPPED_NOT_ALLOWED" in report.queue_outcomes.values():
             click.echo(f"redrive: a queue is not allowed: {ALLOW_HINT}", err=True)
     sys.exit(_sweep_exit(report))
+
+
+def _plan_exit(planned: Mapping[str, Any]) -> int:
+    """1 when a queue could not be listed, 2 when one is not allowed or missing, else 0."""
+    errors = [q["error"] for q in planned["per_queue"] if q["error"] and not q["tasks_seen"]]
+    if any("NOT_FOUND" in str(e) for e in errors) or planned["not_allowed"]:
+        return EXIT_USAGE
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def _print_plan(console: Any, planned: Mapping[str, Any]) -> None:
+    """The plan as tables: per queue what is selected, how and how fast; then, per queue, the
+    selected tasks by last status and the others by why; then the totals and the ETA."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="redrive sweep --plan", show_lines=True)
+    table.add_column("queue", overflow="fold")
+    table.add_column("tasks seen", justify="right")
+    table.add_column("selected", justify="right")
+    table.add_column("method", overflow="fold")
+    table.add_column("rate", overflow="fold")
+    table.add_column("ETA", justify="right", no_wrap=True)
+    detail = Table(
+        title="selected by last status, and why the others are not",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+    )
+    detail.add_column("queue", overflow="fold")
+    detail.add_column("", overflow="fold")
+    detail.add_column("tasks", justify="right")
+    for q in planned["per_queue"]:
+        name = escape(_tail(q["queue"]))
+        method = {"run": "RunTask", "recreate": "re-create"}.get(q["method"] or "", "-")
+        why = f"\n[dim]{escape(q['why'])}[/]" if q["why"] else ""
+        rate = f"{q['rate_per_s']:g}/s" if q["rate_per_s"] is not None else "-"
+        bound = f"\n[dim]{escape(q['limited_by'])}[/]" if q["limited_by"] else ""
+        seen = str(q["tasks_seen"]) + ("" if q["counted"] else "+")
+        eta = _seconds(q["eta_s"]) if q["eta_s"] is not None else "-"
+        table.add_row(name, seen, str(q["selected"]), method + why, rate + bound, eta)
+        for status, count in sorted(q["by_status"].items()):
+            detail.add_row(name, f"selected: {escape(status)}", str(count))
+        for pick, count in sorted(q["skipped"].items()):
+            what = pick.lower().replace("_", " ")
+            detail.add_row(name, f"[dim]not selected: {what}[/]", str(count))
+    for queue in planned["not_allowed"]:
+        table.add_row(escape(_tail(queue)), "-", "-", "[yellow]not allowed[/]", "-", "-")
+    console.print(table)
+    if detail.row_count:
+        console.print(detail)
+    console.print(
+        f"{planned['selected']} of {planned['tasks_seen']} task(s) selected"
+        + ("" if planned["counted"] else " (at least: a queue could not be counted whole)")
+        + f"; ETA {_seconds(planned['eta_s'])} (at {planned['eta_at']})"
+        + (f", limited by {escape(planned['limited_by'])}" if planned["limited_by"] else "")
+        + (" — DRY RUN" if planned["dry_run"] else "")
+        + ". Nothing was done: run the same command without --plan to re-drive."
+    )
+    for q in planned["per_queue"]:
+        if q["error"]:
+            console.print(f"[yellow]{escape(_tail(q['queue']))}:[/] {escape(q['error'])}")
+    if planned["not_allowed"]:
+        console.print(f"[yellow]hint:[/] {ALLOW_HINT}")
+
+
+def _seconds(value: float) -> str:
+    """12.3 → 12.3 s; 90 → 1 min 30 s; 5400 → 1 h 30 min."""
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, secs = divmod(round(value), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def _status_option(value: tuple[str, ...]) -> Any:
@@ -1028,6 +1126,11 @@ def _print_sweep(
         f"{record['selected']} selected"
         + (f" (statuses {escape(str(record['statuses']))})" if record.get("statuses") else "")
         + f", {record['duration_ms'] / 1000:.1f} s"
+        + (
+            f" (planned: ETA {_seconds(records.plan['eta_s'])})"
+            if records.plan and records.plan["selected"]
+            else ""
+        )
         + ("" if report.complete else " — [bold]INCOMPLETE[/]: budget spent, run again to resume")
         + (" — [bold red]FAILED[/]: the reasons are below; run again once fixed" if failed else "")
         + (" — DRY RUN" if record["dry_run"] else "")

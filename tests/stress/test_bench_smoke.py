@@ -26,6 +26,6 @@ def test_run_all_quick_prints_every_part():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| P")]
-    assert {row[2:4] for row in rows} == {"P1", "P2", "P3", "P4", "P5", "P6"}, done.stdout
+    assert {row[2:4] for row in rows} == {"P1", "P2", "P3", "P4", "P5", "P6", "P8"}, done.stdout
     failed = [row for row in rows if "failed:" in row or "script missing" in row]
     assert not failed, failed

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
@@ -43,6 +44,19 @@ class Seen(StrEnum):
     """Gone, but a task of this name existed recently (it completed or was deleted)."""
     NEVER = "never"
     """No task of this name, now or recently (or long ago)."""
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """What GetQueue tells a plan: the queue's dispatch rate and, with v2beta3, its depth."""
+
+    rate_per_s: float | None
+    tasks: int | None
+    """Tasks in the queue (v2beta3 `stats.tasks_count`); None when the API does not say."""
+
+
+QUEUE_INFO_DEADLINE_S = 5.0
+"""A plan's GetQueue is retried this long at most: a rate it cannot read is said, not waited for."""
 
 
 class Deleted(StrEnum):
@@ -73,6 +87,8 @@ class TasksClient(Protocol):
     def list_tasks(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
 
     def delete_task(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
+
+    def get_queue(self, request: Any = ..., *, retry: Any = ..., timeout: Any = ...) -> Any: ...
 
 
 RETRY_INITIAL_S = 0.1
@@ -306,6 +322,33 @@ class CloudTasks:
                 faulted = True
                 time.sleep(delay_s)
                 delay_s = min(delay_s * RETRY_MULTIPLIER, RETRY_MAXIMUM_S)
+
+    def queue_info(self, queue: QueueName) -> QueueInfo | None:
+        """The queue's dispatch rate (and depth, v2beta3) for a plan; None when it cannot be read
+        (a missing grant, a fault outlasting QUEUE_INFO_DEADLINE_S): the plan says so."""
+        request: dict[str, Any] = {"name": str(queue)}
+        if self.api_version == "v2beta3":
+            request["read_mask"] = {"paths": ["name", "rate_limits", "stats"]}
+        retry = make_retry(
+            min(self.retry_deadline_s, QUEUE_INFO_DEADLINE_S), self.backoff_initial_s
+        )
+        try:
+            got = retry(
+                lambda: self.client.get_queue(
+                    request=request, retry=None, timeout=self.call_timeout_s
+                )
+            )()
+        except Exception as err:
+            translate(err)  # raises what is neither an API answer nor a connection failure
+            return None
+        pb = type(got).pb(got) if hasattr(type(got), "pb") else got
+        rate = (
+            float(pb.rate_limits.max_dispatches_per_second) if pb.HasField("rate_limits") else 0.0
+        )
+        tasks: int | None = None
+        if self.api_version == "v2beta3" and pb.HasField("stats"):
+            tasks = int(pb.stats.tasks_count)
+        return QueueInfo(rate if rate > 0 else None, tasks)
 
     def seen(self, name: str) -> Seen:
         """Whether a task of this name exists, existed recently, or not (BASIC view)."""
