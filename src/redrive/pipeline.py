@@ -95,7 +95,10 @@ class Request:
     slot in time the Result is FAILED (429) and its `extra` says `no_run_slot`."""
     owner: str = "unknown"
     """Who acts: the delivery that may come back after a fault (`msg:<Pub/Sub message id>`,
-    `job:<redrive job name>`, `cli:<run id>`); the claim is held in its name."""
+    `job:<redrive job name>`, `cli:<run id>`; `@rd-...` for a bulk re-drive's); the claim is
+    held in its name."""
+    redrive_id: str | None = None
+    """The bulk re-drive this request belongs to (core.redrives); its job carries it."""
 
 
 @dataclass(frozen=True)
@@ -199,12 +202,16 @@ def prepare(request: Request, rt: Runtime) -> Result | Pending:
             "every guard passed; REDRIVE_DRY_RUN is on, no job enqueued",
             state=state,
             fix=evidence,
-            job=_job(failure, state, evidence, rt).name,
+            job=_job(failure, state, evidence, rt, request.redrive_id).name,
         )
     if decision.action is not Action.RUN:
         return Result.of(decision, state=state, fix=evidence)
     assert state is not None
-    job = _job(failure, state, evidence, rt) if request.act is Act.ENQUEUE else None
+    job = (
+        _job(failure, state, evidence, rt, request.redrive_id)
+        if request.act is Act.ENQUEUE
+        else None
+    )
     return Pending(request, state, evidence, job)
 
 
@@ -487,13 +494,20 @@ def _evidence(source: EvidenceSource, state: TaskState, rt: Runtime) -> FixEvide
     return source(state)
 
 
-def _job(failure: Failure, state: TaskState, evidence: FixEvidence | None, rt: Runtime) -> JobTask:
+def _job(
+    failure: Failure,
+    state: TaskState,
+    evidence: FixEvidence | None,
+    rt: Runtime,
+    redrive_id: str | None = None,
+) -> JobTask:
     """The redrive job for a failure: named after the task and its failed attempt's dispatch
     count, so a second producer of the same failure meets ALREADY_EXISTS; it carries the fix
-    evidence found here, for run_job."""
+    evidence found here, for run_job, and the bulk re-drive it belongs to (not in its name: a
+    per-task signal and a sweep must meet on the same name)."""
     settings = rt.settings
     assert settings.redrive_queue is not None and settings.job_url is not None
-    job = Job.for_failure(failure, state.dispatch_count, evidence)
+    job = Job.for_failure(failure, state.dispatch_count, evidence, redrive_id)
     return job_task(
         job,
         settings.redrive_queue,
@@ -512,6 +526,7 @@ def record(
     entry_point: str,
     started: float | None = None,
     extra: dict[str, object] | None = None,
+    redrive_id: str | None = None,
 ) -> None:
     """Log one outcome line for `result` (duration from `started`, a time.monotonic() value)."""
     line = result_record(
@@ -521,6 +536,7 @@ def record(
         settings=rt.settings,
         duration_ms=0.0 if started is None else (time.monotonic() - started) * 1000,
         entry_point=entry_point,
+        redrive_id=redrive_id,
     )
     if extra:
         line.update(extra)

@@ -41,6 +41,7 @@ from redrive.core.outcomes import Outcome
 from redrive.core.plan import QueuePlan, pace_for, plan_record
 from redrive.core.records import COMPONENT, Result, build_record, iso, signal_fields
 from redrive.core.recreate import Method, MethodChoice, choose_method
+from redrive.core.redrives import owner_for, redrive_id
 from redrive.core.selection import Pick, SweepPlan, plan_for, select
 from redrive.core.signals import Deploy, QueueAlert
 from redrive.core.state import TaskState
@@ -89,6 +90,8 @@ class SweepReport:
     mode: str
     dry_run: bool
     api_version: str
+    redrive_id: str | None = None
+    """The bulk re-drive's id (core.redrives), the same on every delivery of its signal."""
     counts: Counter[str] = field(default_factory=Counter)
     """Outcome → number of tasks (only selected tasks get a decision)."""
     skipped: Counter[str] = field(default_factory=Counter)
@@ -118,6 +121,7 @@ class SweepReport:
         found, the deploy, the statuses taken, the mode."""
         plan = self.plan
         return {
+            "redrive_id": self.redrive_id,
             "queues": [str(q) for q in plan.queues],
             "basis": plan.basis,
             "deployed_at": iso(plan.deployed_at),
@@ -158,6 +162,7 @@ class SweepReport:
             "severity": "ERROR" if failed else "INFO" if complete else "WARNING",
             "message": message[:1000],
             "outcome": Outcome.SWEEP.value,
+            "redrive_id": self.redrive_id,
             "queues": [str(q) for q in plan.queues],
             "basis": plan.basis,
             "note": plan.note or None,
@@ -231,13 +236,15 @@ class Sweeper:
         self._deadline = started + self.budget_s
         self._seen_at = self.rt.clock()
         self._plan = plan
-        self._owner = self.owner or f"msg:{plan.signal.message_id}"
+        self._rid = redrive_id(plan.signal)
+        self._owner = owner_for(self.owner or f"msg:{plan.signal.message_id}", self._rid)
         self._progress = Progress()
         report = SweepReport(
             plan,
             mode="queued" if settings.queued else "direct",
             dry_run=settings.dry_run,
             api_version=settings.tasks_api,
+            redrive_id=self._rid,
         )
         self._report = report
         self._jobs: JobQueue | None = None
@@ -261,7 +268,9 @@ class Sweeper:
             if self._workers is not None:
                 self._workers.shutdown(wait=True)
             report.duration_ms = (self._monotonic() - started) * 1000
-            self.rt.log.emit(report.record())
+            line = report.record()
+            line["time"] = iso(self.rt.clock())
+            self.rt.log.emit(line)
         return report
 
     def plan_only(self, plan: SweepPlan) -> dict[str, Any]:
@@ -270,11 +279,13 @@ class Sweeper:
         settings = self.settings
         self._deadline = self._monotonic() + self.budget_s
         self._plan = plan
+        self._rid = redrive_id(plan.signal)
         self._report = SweepReport(
             plan,
             mode="queued" if settings.queued else "direct",
             dry_run=settings.dry_run,
             api_version=settings.tasks_api,
+            redrive_id=self._rid,
         )
         self._methods = {}
         return self._plan_line(plan)
@@ -304,6 +315,7 @@ class Sweeper:
             duration_ms=(self._monotonic() - started) * 1000,
         )
         record["not_allowed"] = [str(q) for q in plan.queues if q not in allowed]
+        record["time"] = iso(self.rt.clock())
         self.rt.log.emit(record)
         return record
 
@@ -377,6 +389,7 @@ class Sweeper:
             failure=None,
             signal=self._plan.signal,
             entry_point=self.entry_point,
+            redrive_id=self._rid,
             extra={
                 "sweep": True,
                 "queue": str(queue),
@@ -637,6 +650,7 @@ class Sweeper:
             throttle=throttle,
             throttle_timeout_s=self._remaining(),
             owner=self._owner,
+            redrive_id=self._rid,
         )
 
     def _evidence(self, state: TaskState) -> FixEvidence:
@@ -669,6 +683,7 @@ class Sweeper:
             failure=failure,
             signal=self._plan.signal,
             entry_point=self.entry_point,
+            redrive_id=self._rid,
             extra={"sweep": True},
         )
         if self.on_result is not None:

@@ -885,7 +885,10 @@ def sweep(
     watch = _Watch()
     rt = _runtime(records, watch, **overrides)
     chosen = statuses if statuses is not None else rt.settings.sweep_statuses
-    plan = SweepPlan(names, when, SignalRef("cli", "operator"), "command line", statuses=chosen)
+    # One operator command, one re-drive: its id comes from this run's own id.
+    run_id = uuid.uuid4().hex
+    signal = SignalRef("cli", "operator", run_id)
+    plan = SweepPlan(names, when, signal, "command line", statuses=chosen)
     waiting = _waiting(watch)
     if plan_only:
         planner = Sweeper(rt, budget_s=budget if budget is not None else 1e12, entry_point="cli")
@@ -902,7 +905,7 @@ def sweep(
         budget_s=budget if budget is not None else 1e12,
         entry_point="cli",
         on_progress=on_progress,
-        owner=f"cli:{uuid.uuid4().hex}",
+        owner=f"cli:{run_id}",
     )
     with progress_bar:
         set_total(_task_totals(rt, names))
@@ -1121,6 +1124,8 @@ def _print_sweep(
         table.add_row(f"[{_style(outcome)}]queue {outcome}[/]", f"{count} queue(s)")
     console.print(table)
     failed = _sweep_failed(report)
+    if record.get("redrive_id"):
+        console.print(f"re-drive {record['redrive_id']} (`redrive status`, `redrive cancel`)")
     console.print(
         f"{record['tasks_seen']} tasks seen in {record['pages']} page(s), "
         f"{record['selected']} selected"
@@ -1290,3 +1295,249 @@ def demo(json_output: bool) -> None:
     from redrive_tools.demo import run_demo
 
     sys.exit(run_demo(json_output=json_output))
+
+
+# ---------------------------------------------------------------------------------------------
+# redrive status, redrive cancel
+
+
+def _redrive_queue(value: str | None) -> Any:
+    """--redrive-queue, else REDRIVE_QUEUE (the functions' setting), as a QueueName or None."""
+    raw = value or os.environ.get("REDRIVE_QUEUE", "").strip() or None
+    return _queue(raw) if raw else None
+
+
+def _read_logs(paths: tuple[str, ...]) -> list[dict[str, Any]]:
+    from redrive.core.redrives import records_from_text
+
+    records: list[dict[str, Any]] = []
+    for path in paths:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            records.extend(records_from_text(handle.read()))
+    # Cloud Logging answers newest first; lines with a time are put in time order, the others
+    # keep the file's order (a log file is written in order).
+    if records and all(isinstance(r.get("time"), str) for r in records):
+        records.sort(key=lambda r: str(r["time"]))
+    return records
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--log",
+    "logs",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A log to read the re-drives' lines from (repeatable): the functions' output (JSON "
+    "lines), `redrive sweep --json` output, or `gcloud logging read --format=json` output.",
+)
+@click.option(
+    "--redrive-queue",
+    metavar="QUEUE",
+    default=None,
+    help="The redrive queue, whose waiting jobs are read (default: REDRIVE_QUEUE).",
+)
+@click.option(
+    "--since",
+    default="24h",
+    show_default=True,
+    help="Finished re-drives older than this are left out (90s, 30m, 24h, 7d).",
+)
+@click.option("--watch", is_flag=True, help="Refresh every --interval seconds until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between two refreshes with --watch.",
+)
+@click.option("--json", "json_output", is_flag=True, help="One JSON object per re-drive.")
+def status(
+    *,
+    logs: tuple[str, ...],
+    redrive_queue: str | None,
+    since: str,
+    watch: bool,
+    interval: float,
+    json_output: bool,
+) -> None:
+    """Bulk re-drives in progress and recently finished, with their counts and ETA.
+
+    Read from Cloud Tasks (the jobs still waiting in the redrive queue, by re-drive id; each
+    re-run task's state now) and from the logs given with --log (the plan, outcome and SWEEP
+    lines). Counts: selected, queued (jobs made), dispatched (re-run), succeeded (gone since),
+    failed again, remaining (jobs still waiting, or tasks a direct sweep has not reached).
+    """
+    from redrive.core.config import ConfigError, parse_duration_s
+
+    try:
+        since_s = parse_duration_s(since, "--since")
+    except ConfigError as err:
+        _fail(str(err))
+    queue = _redrive_queue(redrive_queue)
+    if queue is None and not logs:
+        _fail("nothing to read: give --log FILE, or --redrive-queue QUEUE (or REDRIVE_QUEUE)")
+    console = _console(json_output)
+    if not watch:
+        sys.exit(_status_once(console, logs, queue, since_s, json_output))
+    live = _live_ok(console) and not json_output
+    try:
+        if live:
+            from rich.live import Live
+
+            with Live(console=console, auto_refresh=False) as screen:
+                while True:
+                    screen.update(_status_table(*_status_rows(logs, queue, since_s)))
+                    screen.refresh()
+                    time.sleep(interval)
+        while True:
+            _status_once(console, logs, queue, since_s, json_output)
+            click.echo(f"-- refreshed every {interval:g} s; Ctrl-C to stop", err=True)
+            sys.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_OK)
+
+
+def _status_rows(logs: tuple[str, ...], queue: Any, since_s: float) -> tuple[list[Any], Any, Any]:
+    from datetime import timedelta
+
+    from redrive.core import errors
+    from redrive_tools.bulk import statuses
+
+    watch = _Watch()
+    rt = _runtime(_Records(echo=False), watch)
+    try:
+        found, waiting = statuses(
+            _read_logs(logs),
+            tasks=rt.tasks,
+            redrive_queue=queue,
+            deadline_s=rt.settings.retry_deadline_s,
+        )
+    except errors.NotFoundError as err:
+        _fail(f"the redrive queue {queue} was not found: {err}")
+    except errors.RedriveError as err:
+        gave_up = watch.gave_up()
+        _fail(f"reading Cloud Tasks failed: {err}" + (f"\n  {gave_up}" if gave_up else ""), 1)
+    cutoff = (rt.clock() - timedelta(seconds=since_s)).isoformat().replace("+00:00", "Z")
+    shown = [
+        s
+        for s in found
+        if s.state.value not in ("finished", "cancelled") or not s.started or s.started >= cutoff
+    ]
+    return shown, waiting, rt.clock()
+
+
+def _status_once(
+    console: Any, logs: tuple[str, ...], queue: Any, since_s: float, json_output: bool
+) -> int:
+    shown, waiting, _ = _status_rows(logs, queue, since_s)
+    if json_output:
+        for item in shown:
+            click.echo(json.dumps(item.fields()))
+        return EXIT_OK
+    console.print(_status_table(shown, waiting, None))
+    return EXIT_OK
+
+
+def _status_table(shown: list[Any], waiting: Any, _now: Any) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="redrive status", show_lines=False)
+    table.add_column("re-drive", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for column in ("selected", "queued", "dispatched", "succeeded", "failed again", "remaining"):
+        table.add_column(column, justify="right", overflow="fold")
+    table.add_column("ETA", justify="right", no_wrap=True)
+    styles = {
+        "finished": "green",
+        "in progress": "cyan",
+        "cancelled": "yellow",
+        "incomplete": "yellow",
+    }
+    for s in shown:
+        signal = s.signal or {}
+        started = _short(s.started) if s.started else "-"
+        what = f"{s.redrive_id}\n[dim]{escape(str(signal.get('kind') or '?'))} {started}[/]"
+        table.add_row(
+            what,
+            f"[{styles.get(s.state.value, 'white')}]{s.state.value}[/]",
+            str(s.selected),
+            str(s.queued),
+            str(s.dispatched),
+            str(s.succeeded),
+            f"[red]{s.failed_again}[/]" if s.failed_again else "0",
+            str(s.remaining),
+            "-" if s.eta_s is None else _seconds(s.eta_s),
+        )
+    others = f"; {waiting.others} other job(s) waiting" if waiting and waiting.others else ""
+    table.caption = f"{len(shown)} re-drive(s){others}"
+    return table
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("redrive_id", metavar="ID")
+@click.option(
+    "--redrive-queue",
+    metavar="QUEUE",
+    default=None,
+    help="The redrive queue holding the re-drive's jobs (default: REDRIVE_QUEUE).",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also append the CANCELLED line to this file (which `redrive status --log` reads).",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print the CANCELLED line as JSON.")
+def cancel(
+    redrive_id: str, redrive_queue: str | None, log_path: str | None, json_output: bool
+) -> None:
+    """Cancel the bulk re-drive ID (rd-...): delete its jobs still waiting in the redrive queue.
+
+    Only that re-drive's jobs (their body names it) are deleted, nobody else's; tasks already
+    re-run stay re-run, and the tasks of the deleted jobs keep their own Cloud Tasks retries.
+    Writes one CANCELLED line. A job dispatched meanwhile is refused by run_job.
+    """
+    from redrive.core import errors
+    from redrive.core.redrives import cancel_record, is_redrive_id
+    from redrive_tools.bulk import cancel as cancel_jobs
+
+    if not is_redrive_id(redrive_id):
+        _fail(
+            f"not a re-drive id (rd- and 12 hex digits, as `redrive status` shows): {redrive_id!r}"
+        )
+    queue = _redrive_queue(redrive_queue)
+    if queue is None:
+        _fail("no redrive queue: give --redrive-queue QUEUE (or set REDRIVE_QUEUE)")
+    watch = _Watch()
+    rt = _runtime(_Records(echo=False), watch)
+    try:
+        with _waiting(watch).spinner():
+            done = cancel_jobs(rt.tasks, queue, redrive_id, rt.settings.retry_deadline_s)
+    except errors.NotFoundError as err:
+        _fail(f"the redrive queue {queue} was not found: {err}")
+    except errors.RedriveError as err:
+        gave_up = watch.gave_up()
+        _fail(f"listing {queue} failed: {err}" + (f"\n  {gave_up}" if gave_up else ""), 1)
+    record = cancel_record(
+        redrive_id,
+        redrive_queue=str(queue),
+        deleted=done.deleted,
+        gone=done.gone,
+        failed=done.failed,
+        now=rt.clock(),
+        reasons=done.reasons,
+    )
+    if log_path:
+        with open(log_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+    if json_output:
+        click.echo(json.dumps(record))
+    else:
+        from rich.markup import escape
+
+        style = "bold red" if done.failed else "yellow"
+        _console(False).print(f"[{style}]{escape(record['message'])}[/]")
+    sys.exit(EXIT_FAILED if done.failed else EXIT_OK)

@@ -263,6 +263,31 @@ class CloudTasks:
         except Exception as err:
             raise translate(err) from None
 
+    def list_full_page(
+        self, queue: QueueName, token: str, *, page_size: int, deadline_s: float
+    ) -> tuple[list[tuple[str, bytes]], str]:
+        """One ListTasks page with the FULL view: (name, HTTP body) of each task, and the next
+        page's token. For redrive's own queue only (its jobs' bodies say which re-drive made
+        them): a target task's body is never read into a record."""
+        request = {
+            "parent": str(queue),
+            "page_size": page_size,
+            "page_token": token,
+            "response_view": VIEWS["FULL"],
+        }
+        try:
+            page = self.client.list_tasks(
+                request=request, retry=make_retry(deadline_s), timeout=self.call_timeout_s
+            )
+            out: list[tuple[str, bytes]] = []
+            for task in page.tasks:
+                pb = type(task).pb(task) if hasattr(type(task), "pb") else task
+                body = bytes(pb.http_request.body) if pb.HasField("http_request") else b""
+                out.append((str(pb.name), body))
+            return out, str(page.next_page_token or "")
+        except Exception as err:
+            raise translate(err) from None
+
     # -- re-create ---------------------------------------------------------------------------
 
     def read_original(self, task: TaskName) -> Any | Gone:

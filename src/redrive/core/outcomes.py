@@ -53,6 +53,9 @@ class Outcome(StrEnum):
     """A transient fault or quota outlasted the bounded retries; the platform delivers again."""
     SWEEP = "SWEEP"
     """Summary of one sweep (counts by decision, pages, duration, completeness)."""
+    CANCELLED = "CANCELLED"
+    """An operator cancelled a bulk re-drive (`redrive cancel`): its waiting jobs were deleted;
+    their tasks keep their own Cloud Tasks retries."""
 
     @property
     def severity(self) -> str:
@@ -69,5 +72,5 @@ class Outcome(StrEnum):
 
 
 _ERRORS = frozenset({Outcome.FAILED, Outcome.PERMISSION_DENIED})
-_WARNINGS = frozenset({Outcome.INVALID_SIGNAL, Outcome.SKIPPED_FIX_INEFFECTIVE})
+_WARNINGS = frozenset({Outcome.INVALID_SIGNAL, Outcome.SKIPPED_FIX_INEFFECTIVE, Outcome.CANCELLED})
 _REDELIVER = frozenset({Outcome.FAILED, Outcome.DEFERRED})

@@ -62,6 +62,7 @@ def build_record(
     job: str | None = None,
     claim: Mapping[str, Any] | None = None,
     not_found: Gone | None = None,
+    redrive_id: str | None = None,
     dry_run: bool = False,
     duration_ms: float = 0.0,
     api_version: str = "v2beta3",
@@ -122,6 +123,7 @@ def build_record(
         "job": job,
         "claim": dict(claim) if claim is not None else None,
         "not_found": not_found.value if not_found is not None else None,
+        "redrive_id": redrive_id,
         "dry_run": dry_run,
         "duration_ms": round(duration_ms, 1),
         "api_version": api_version,
@@ -212,6 +214,7 @@ def result_record(
     settings: Settings,
     duration_ms: float,
     entry_point: str,
+    redrive_id: str | None = None,
 ) -> dict[str, Any]:
     """The outcome record of one Result, for handle_signal, run_job, the sweep and the CLI."""
     return build_record(
@@ -227,6 +230,7 @@ def result_record(
         job=result.job,
         claim=result.claim,
         not_found=result.gone,
+        redrive_id=redrive_id,
         dry_run=settings.dry_run,
         duration_ms=duration_ms,
         api_version=settings.tasks_api,
