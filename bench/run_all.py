@@ -9,6 +9,7 @@ P6 redrive sweep vs a `gcloud tasks run` loop (sweep_bench.py)
 P7 re-create re-drive vs RunTask: rate against the queue's limit, calls, memory (recreate_bench.py)
 P8 parking: a restore against the origin queue's limit, `redrive parked list` memory
    (parking_bench.py)
+P9 a bulk re-drive's plan: its ETA against the measured duration (plan_bench.py)
 
     python bench/run_all.py [--quick] [--only P7,P8] [--p7-memory 10000,100000] [--update-docs]
 
@@ -361,6 +362,23 @@ def p8(opts: Options) -> list[Row]:
     return rows
 
 
+def p9(opts: Options) -> list[Row]:
+    import plan_bench
+
+    n = 100 if opts.quick else 1000
+    return [
+        (
+            f"P9 plan ETA / measured, {r['case']}, {n:,} tasks",
+            f"{r['ratio']:.2f}",
+            "0.80-1.20",
+            f"ETA {r['eta_s']:.1f} s, measured {r['measured_s']:.1f} s (plan line to the last "
+            f"re-run answered); {r['method']}, bound by {r['limited_by']}; "
+            f"{r['redriven']:,} re-run",
+        )
+        for r in plan_bench.run(n)
+    ]
+
+
 PARTS: list[tuple[str, Callable[[Options], list[Row]]]] = [
     ("P1", p1),
     ("P2", p2),
@@ -370,6 +388,7 @@ PARTS: list[tuple[str, Callable[[Options], list[Row]]]] = [
     ("P6", p6),
     ("P7", p7),
     ("P8", p8),
+    ("P9", p9),
 ]
 
 

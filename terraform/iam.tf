@@ -2,17 +2,19 @@
 # resource. tests/test_terraform.py scans the source for those calls and checks this file.
 
 locals {
-  # GetTask, ListTasks, RunTask on target queues; FULL view needs one more permission; then what
-  # the enabled features need there, each permission once.
+  # GetTask, ListTasks, RunTask on target queues, and GetQueue for a sweep's plan (a re-create
+  # queue's dispatch rate bounds its ETA); FULL view needs one more permission; then what the
+  # enabled features need there, each permission once.
   task_runner_permissions = distinct(concat(
-    ["cloudtasks.tasks.get", "cloudtasks.tasks.list", "cloudtasks.tasks.run"],
+    ["cloudtasks.tasks.get", "cloudtasks.tasks.list", "cloudtasks.tasks.run", "cloudtasks.queues.get"],
     var.settings.response_view == "FULL" ? ["cloudtasks.tasks.fullView"] : [],
     local.feature_target_permissions,
   ))
 
-  # The redrive queue: CreateTask (a job per failure) and GetTask with the FULL view (run_job
-  # believes a job only as the queue holds it, body included). Nothing else, on that queue only.
-  job_enqueuer_permissions = ["cloudtasks.tasks.create", "cloudtasks.tasks.get", "cloudtasks.tasks.fullView"]
+  # The redrive queue: CreateTask (a job per failure), GetTask with the FULL view (run_job
+  # believes a job only as the queue holds it, body included) and GetQueue (a queued sweep's plan:
+  # the queue's rate and the jobs already waiting bound its ETA). Nothing else, on that queue only.
+  job_enqueuer_permissions = ["cloudtasks.tasks.create", "cloudtasks.tasks.get", "cloudtasks.tasks.fullView", "cloudtasks.queues.get"]
 
   # The revision fix check: GetService, ListServices and GetRevision (redrive.adapters.cloudrun),
   # in the projects whose services the target queues feed: the target queues' projects and those

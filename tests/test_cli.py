@@ -164,7 +164,8 @@ def test_sweep_redrives_each_failed_task_once(stack):
     )
     assert result.exit_code == 0, result.output
     lines = json_lines(result.output)
-    assert {x["task"]: x["outcome"] for x in lines[:-1]} == dict.fromkeys(tasks, "DISPATCHED")
+    assert lines[0]["event"] == "redrive.plan" and lines[0]["selected"] == 4  # the plan first
+    assert {x["task"]: x["outcome"] for x in lines[1:-1]} == dict.fromkeys(tasks, "DISPATCHED")
     summary = lines[-1]
     assert summary["event"] == "redrive.sweep" and summary["counts"] == {"DISPATCHED": 4}
     assert summary["skipped"] == {"NEVER_ATTEMPTED": 1} and summary["complete"] is True
@@ -192,7 +193,8 @@ def test_sweep_exit_codes(stack):
     stack.emu.control.delay("ListTasks", 0.5, times=1)
     cut = cli(stack, "sweep", queue, "--deployed-at", at, "--budget", "0.1", "--allow-any-queue")
     assert cut.exit_code == 3 and "INCOMPLETE" in cut.output
-    stack.emu.control.fail("ListTasks", grpc.StatusCode.PERMISSION_DENIED, times=1)
+    # Refused to the plan's count and to the sweep's listing.
+    stack.emu.control.fail("ListTasks", grpc.StatusCode.PERMISSION_DENIED, times=2)
     denied = cli(stack, "sweep", queue, "--deployed-at", at, "--allow-any-queue", "--json")
     assert denied.exit_code == 1
     assert json_lines(denied.output)[-1]["queue_outcomes"] == {queue: "PERMISSION_DENIED"}
@@ -219,7 +221,8 @@ def test_cli_as_a_subprocess(stack):
     )
     assert done.returncode == 0, done.stderr
     lines = json_lines(done.stdout)
-    assert lines[0]["task"] == task and lines[0]["outcome"] == "DISPATCHED"
+    assert lines[0]["event"] == "redrive.plan"
+    assert lines[1]["task"] == task and lines[1]["outcome"] == "DISPATCHED"
     assert lines[-1]["outcome"] == "SWEEP"
     usage = subprocess.run(
         [*command, "sweep", queue], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -272,7 +275,7 @@ def test_a_failed_sweep_says_why_and_its_record_is_honest(stack):
     finally:
         stack.emu.control.clear()
     assert denied.exit_code == 1 and denied_json.exit_code == 1
-    (task_line,) = [x for x in json_lines(denied_json.stdout) if x["outcome"] != "SWEEP"]
+    (task_line,) = [x for x in json_lines(denied_json.stdout) if x["event"] == "redrive.outcome"]
     assert task_line["outcome"] == "PERMISSION_DENIED"
     assert (
         "PERMISSION_DENIED" in denied.stdout and "task queues/sweepwhy/tasks/w-1" in denied.stdout

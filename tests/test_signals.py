@@ -23,6 +23,7 @@ from redrive.core.signals import (
     message_from_event,
     parse_message,
 )
+from redrive.core.statuses import StatusFilter
 
 DATA = Path(__file__).parent / "data" / "signals"
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
@@ -876,6 +877,22 @@ FORMAT_TABLE: list[tuple[str, Parsed]] = [
                     services=("billing",),
                     queues=(QueueName.parse(BILLING),),
                     version="billing-00043-kiv",
+                ),
+            ),
+            {},
+        ),
+    ),
+    (
+        "deploy_plain_statuses.json",
+        Parsed(
+            "deploy",
+            (
+                Deploy(
+                    t("2026-11-29T10:58:30Z"),
+                    "plain",
+                    services=("billing",),
+                    version="billing-00044-fix",
+                    statuses=StatusFilter.parse("500,503,5xx,UNAVAILABLE"),
                 ),
             ),
             {},

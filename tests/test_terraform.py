@@ -61,11 +61,12 @@ CALL_PERMISSION = {
     "list_queues": "cloudtasks.queues.list",
 }
 FULL_VIEW = "cloudtasks.tasks.fullView"
-# The calls every deployment makes on the target queues (GetTask, ListTasks for sweeps, RunTask);
-# what re-create and parking add there is gated on their inputs. create_task goes to the redrive
-# queue (and, with a feature, elsewhere too).
-BASE_TARGET_CALLS = {"get_task", "list_tasks", "run_task"}
-REDRIVE_QUEUE_CALLS = {"create_task"}
+# The calls every deployment makes on the target queues (GetTask, ListTasks for sweeps, RunTask,
+# GetQueue for a sweep's plan: the queue's dispatch rate); what re-create and parking add there is
+# gated on their inputs. create_task goes to the redrive queue (and, with a feature, elsewhere
+# too); get_queue reads the redrive queue's rate and waiting jobs for a queued sweep's plan.
+BASE_TARGET_CALLS = {"get_task", "list_tasks", "run_task", "get_queue"}
+REDRIVE_QUEUE_CALLS = {"create_task", "get_queue"}
 RUN_CALLS = {"get_service", "list_services", "get_revision", "list_revisions"}
 # redrive's own tasks read with their body (CloudTasks.get_full, the FULL view): run_job reads the
 # job it runs from the redrive queue, the claims register reads its markers from the claims queue.

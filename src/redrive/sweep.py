@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from redrive import pipeline
-from redrive.adapters.cloudtasks import CloudTasks
+from redrive.adapters.cloudtasks import CloudTasks, QueueRates
 from redrive.adapters.jobqueue import CONCURRENCY, JobQueue
 from redrive.core import errors
 from redrive.core.claims import Checkpoint
@@ -40,11 +40,14 @@ from redrive.core.decide import Failure, FixEvidence, SignalRef
 from redrive.core.names import QueueName
 from redrive.core.outcomes import Outcome
 from redrive.core.parking import Parked, RestoreScope, Verdict, park_check
+from redrive.core.plan import QueuePlan, pace_for, plan_record
 from redrive.core.records import COMPONENT, Result, build_record, iso, signal_fields
 from redrive.core.recreate import Method, MethodChoice, choose_method
+from redrive.core.redrives import owner_for, redrive_id
 from redrive.core.selection import Pick, SweepPlan, patrol_plan, plan_for, select
 from redrive.core.signals import Deploy, Patrol, QueueAlert
 from redrive.core.state import TaskState
+from redrive.core.statuses import status_label
 from redrive.runtime import Runtime
 
 
@@ -66,6 +69,9 @@ SWEEP_EVENT = "redrive.sweep"
 FIX_LIVE = "FIX_LIVE"
 """A patrol's skip: the task's next attempt would be its last, and runs on a live fix."""
 DEPLOY_STRATEGY = "deploy-signal"
+PLAN_SHARE = 0.25
+"""The plan's count may use this share of the sweep's budget at most: beyond it the plan says
+"at least" and the sweep itself goes on (so a queue too long to count still makes progress)."""
 
 
 @dataclass
@@ -88,6 +94,8 @@ class SweepReport:
     mode: str
     dry_run: bool
     api_version: str
+    redrive_id: str | None = None
+    """The bulk re-drive's id (core.redrives), the same on every delivery of its signal."""
     counts: Counter[str] = field(default_factory=Counter)
     """Outcome → number of tasks (only selected tasks get a decision)."""
     skipped: Counter[str] = field(default_factory=Counter)
@@ -114,6 +122,23 @@ class SweepReport:
         return not self.complete or any(
             count and Outcome(outcome).redeliver for outcome, count in self.counts.items()
         )
+
+    def base_fields(self) -> dict[str, Any]:
+        """What the plan and the SWEEP line share: the signal, the queues and how they were
+        found, the deploy, the statuses taken, the mode."""
+        plan = self.plan
+        return {
+            "redrive_id": self.redrive_id,
+            "queues": [str(q) for q in plan.queues],
+            "basis": plan.basis,
+            "deployed_at": iso(plan.deployed_at),
+            "statuses": str(plan.statuses) if plan.statuses is not None else None,
+            "signal": signal_fields(plan.signal),
+            "dry_run": self.dry_run,
+            "mode": self.mode,
+            "api_version": self.api_version,
+            "labels": {"component": COMPONENT},
+        }
 
     def record(self) -> dict[str, Any]:
         plan = self.plan
@@ -155,12 +180,14 @@ class SweepReport:
             "severity": "ERROR" if failed else "WARNING" if warn else "INFO",
             "message": message[:1000],
             "outcome": Outcome.SWEEP.value,
+            "redrive_id": self.redrive_id,
             "queues": [str(q) for q in plan.queues],
             "basis": plan.basis,
             "note": plan.note or None,
             "services": list(plan.services),
             "unmapped_services": list(plan.unmapped),
             "deployed_at": iso(plan.deployed_at),
+            "statuses": str(plan.statuses) if plan.statuses is not None else None,
             "signal": signal_fields(plan.signal),
             "counts": dict(self.counts),
             "skipped": dict(self.skipped),
@@ -249,20 +276,25 @@ class Sweeper:
         self._deadline = started + self.budget_s
         self._seen_at = self.rt.clock()
         self._plan = plan
-        self._owner = self.owner or f"msg:{plan.signal.message_id}"
+        self._rid = redrive_id(plan.signal)
+        self._owner = owner_for(self.owner or f"msg:{plan.signal.message_id}", self._rid)
         self._progress = Progress()
         report = SweepReport(
             plan,
             mode="queued" if settings.queued else "direct",
             dry_run=settings.dry_run,
             api_version=settings.tasks_api,
+            redrive_id=self._rid,
         )
         self._report = report
         self._jobs: JobQueue | None = None
         self._workers: ThreadPoolExecutor | None = None
         self._clean = True
         self._page_faults = 0
+        self._methods: dict[str, Method] = {}
         try:
+            if plan.purpose == "redrive":
+                self._plan_line(plan)
             for queue in self._queues(plan):
                 if not self._queue_allowed(queue):
                     continue
@@ -282,8 +314,107 @@ class Sweeper:
             if self._workers is not None:
                 self._workers.shutdown(wait=True)
             report.duration_ms = (self._monotonic() - started) * 1000
-            self.rt.log.emit(report.record())
+            line = report.record()
+            line["time"] = iso(self.rt.clock())
+            self.rt.log.emit(line)
         return report
+
+    def plan_only(self, plan: SweepPlan) -> dict[str, Any]:
+        """The plan line alone (`redrive sweep --plan`): list and count, read the rates, log
+        the plan; nothing is claimed, run, created or deleted. Returns the plan record."""
+        settings = self.settings
+        self._deadline = self._monotonic() + self.budget_s
+        self._plan = plan
+        self._rid = redrive_id(plan.signal)
+        self._report = SweepReport(
+            plan,
+            mode="queued" if settings.queued else "direct",
+            dry_run=settings.dry_run,
+            api_version=settings.tasks_api,
+            redrive_id=self._rid,
+        )
+        self._methods = {}
+        return self._plan_line(plan)
+
+    # -- the plan ----------------------------------------------------------------------------
+
+    def _plan_line(self, plan: SweepPlan) -> dict[str, Any]:
+        """Count every allowed queue (one listing pass, BASIC view, a page in memory at a time),
+        choose each queue's method on the whole count, read the rates that bound the re-drive,
+        and log the plan line before anything is done."""
+        started = self._monotonic()
+        stop_at = started + self.budget_s * PLAN_SHARE
+        allowed = [q for q in plan.queues if self.rt.policy.queue_refusal(q) is None]
+        counts = [self._count(queue, stop_at) for queue in allowed]
+        for queue, qp in zip(allowed, counts, strict=True):
+            if qp.error is not None and not qp.tasks_seen:
+                continue  # not listed at all: the sweep meets (and reports) the same fault
+            self._choose_method(queue, qp.selected, complete=qp.counted)
+            qp.method = self._methods[str(queue)]
+            qp.why = self._report.methods[str(queue)]["why"]
+        self._paces(allowed, counts)
+        record = plan_record(
+            counts,
+            queued=self.settings.queued,
+            now=self.rt.clock(),
+            base=self._report.base_fields(),
+            duration_ms=(self._monotonic() - started) * 1000,
+        )
+        record["not_allowed"] = [str(q) for q in plan.queues if q not in allowed]
+        record["time"] = iso(self.rt.clock())
+        self.rt.log.emit(record)
+        return record
+
+    def _count(self, queue: QueueName, stop_at: float) -> QueuePlan:
+        """One queue's tasks, counted as the sweep will select them."""
+        qp = QueuePlan(str(queue))
+        plan = self._plan
+        try:
+            for page in self._pages(queue, check_budget=False):
+                qp.pages += 1
+                for task in page.tasks:
+                    state = TaskState.from_task(task)
+                    pick = select(state, plan.deployed_at, plan.statuses)
+                    qp.tasks_seen += 1
+                    if pick is Pick.SELECTED:
+                        qp.selected += 1
+                        qp.by_status[status_label(state)] += 1
+                    else:
+                        qp.skipped[pick.value] += 1
+                if page.next_token and self._monotonic() >= stop_at:
+                    qp.error = (
+                        f"counted {qp.pages} page(s) within {PLAN_SHARE:.0%} of the sweep's "
+                        "budget: the queue holds more"
+                    )
+                    return qp
+        except errors.RedriveError as err:
+            qp.error = f"listing tasks failed: {err}"[:300]
+            return qp
+        qp.counted = True
+        return qp
+
+    def _paces(self, queues: list[QueueName], counts: list[QueuePlan]) -> None:
+        """Each queue's pace: the rates Cloud Tasks reports (GetQueue), asked only where they
+        bound the re-drive (a re-create queue's own; the redrive queue's, for queued RunTask)."""
+        settings = self.settings
+        redrive: QueueRates | None = None
+        if settings.queued and any(q.method is Method.RUN and q.selected for q in counts):
+            assert settings.redrive_queue is not None
+            redrive = self.rt.tasks.queue_rates(settings.redrive_queue)
+        for queue, qp in zip(queues, counts, strict=True):
+            if qp.method is None:
+                continue
+            own = self.rt.tasks.queue_rates(queue) if qp.method is Method.RECREATE else None
+            qp.pace = pace_for(
+                qp.method,
+                queued=settings.queued,
+                run_quota_per_min=settings.run_quota_per_min,
+                direct_rate_per_s=settings.direct_rate_per_s,
+                redrive_rate_per_s=redrive.rate_per_s if redrive else None,
+                queue_rate_per_s=own.rate_per_s if own else None,
+                recreate_delay_s=settings.recreate_delay_s,
+                ahead=(redrive.tasks or 0) if redrive else 0,
+            )
 
     # -- queues and pages ------------------------------------------------------------------
 
@@ -340,6 +471,7 @@ class Sweeper:
             failure=None,
             signal=self._plan.signal,
             entry_point=self.entry_point,
+            redrive_id=self._rid,
             extra={
                 "sweep": True,
                 "queue": str(queue),
@@ -392,7 +524,7 @@ class Sweeper:
                 chosen: list[tuple[int, TaskState]] = []
                 for index, task in enumerate(tasks):
                     state = TaskState.from_task(task)
-                    pick = select(state, self._plan.deployed_at)
+                    pick = select(state, self._plan.deployed_at, self._plan.statuses)
                     report.tasks_seen += 1
                     if pick is Pick.SELECTED:
                         chosen.append((index, state))
@@ -404,7 +536,9 @@ class Sweeper:
                 progress.selected = report.selected
                 self._notify()
                 if method is None:
-                    method = self._choose_method(queue, len(chosen), complete=not page.next_token)
+                    method = self._methods.get(str(queue)) or self._choose_method(
+                        queue, len(chosen), complete=not page.next_token
+                    )
                 if method is Method.RECREATE:
                     self._recreate_page(chosen)
                     continue
@@ -624,7 +758,8 @@ class Sweeper:
         return f"{self._plan.signal.kind}:{self._plan.signal.message_id}"
 
     def _choose_method(self, queue: QueueName, selected: int, *, complete: bool) -> Method:
-        """The method for this queue's selected tasks, decided once, on its first page."""
+        """The method for this queue's selected tasks, decided once: by the plan on the whole
+        count (`complete`), else on the queue's first page when the plan could not list it."""
         choice = choose_method(
             Method(self.settings.method_for(queue, bulk=True)),
             selected=selected,
@@ -636,6 +771,7 @@ class Sweeper:
             # Settings refuse an explicit `recreate` without claims; `auto` falls back.
             choice = MethodChoice(Method.RUN, f"{choice.why}, but re-create needs claims")
         self._report.methods[str(queue)] = {"method": choice.method.value, "why": choice.why}
+        self._methods[str(queue)] = choice.method
         return choice.method
 
     def _recreate_page(self, chosen: list[tuple[int, TaskState]]) -> None:
@@ -747,6 +883,7 @@ class Sweeper:
             throttle=throttle,
             throttle_timeout_s=self._remaining(),
             owner=self._owner,
+            redrive_id=self._rid,
         )
 
     def _evidence(self, state: TaskState) -> FixEvidence:
@@ -779,6 +916,7 @@ class Sweeper:
             failure=failure,
             signal=self._plan.signal,
             entry_point=self.entry_point,
+            redrive_id=self._rid,
             extra={"sweep": True},
         )
         if self.on_result is not None:

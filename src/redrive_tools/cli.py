@@ -187,8 +187,12 @@ class _Records:
         """(outcome, reason) → one task it happened to."""
         self.queues: dict[str, tuple[str, str]] = {}
         """Queue → (outcome, reason) for the queues a sweep could not list."""
+        self.plan: dict[str, Any] | None = None
+        """A sweep's plan line."""
 
     def emit(self, record: Mapping[str, Any]) -> None:
+        if record.get("event") == "redrive.plan":
+            self.plan = dict(record)
         if self.keep:
             self.records.append(dict(record))
         else:
@@ -811,6 +815,16 @@ def _print_record(
 )
 @click.option("--dry-run", is_flag=True, help="Select and decide, but never call RunTask.")
 @click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="LIST",
+    callback=lambda ctx, param, value: _status_option(value),
+    help="Re-drive only tasks whose last attempt failed with these statuses: HTTP statuses "
+    "(500), classes (5xx), google.rpc code names (UNAVAILABLE); comma-separated or repeated; "
+    "`any` for every failure. Default: REDRIVE_SWEEP_STATUSES, else every failure.",
+)
+@click.option(
     "--budget",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
@@ -822,10 +836,18 @@ def _print_record(
     help="Allow the named queues even if REDRIVE_ALLOWED_QUEUES does not list them.",
 )
 @click.option(
+    "--plan",
+    "plan_only",
+    is_flag=True,
+    help="Print the plan (tasks seen, selected by reason and by last status, the method per "
+    "queue, the rate that bounds it, the ETA) and stop: nothing is claimed, run, enqueued or "
+    "deleted.",
+)
+@click.option(
     "--json",
     "json_output",
     is_flag=True,
-    help="Print every outcome record, then the SWEEP record, as JSON lines.",
+    help="Print the plan record, every outcome record, then the SWEEP record, as JSON lines.",
 )
 def sweep(
     queues: tuple[str, ...],
@@ -833,8 +855,10 @@ def sweep(
     deployed_at: str,
     rate: float,
     dry_run: bool,
+    statuses: Any,
     budget: float | None,
     allow_any_queue: bool,
+    plan_only: bool,
     json_output: bool,
 ) -> None:
     """Re-drive every task of QUEUE... whose last attempt failed before --deployed-at.
@@ -842,7 +866,8 @@ def sweep(
     Queues are full names (projects/P/locations/L/queues/Q). Tasks in flight, never attempted,
     or dispatched again since the deploy are left alone; each selected task gets the guarded
     decision and one RunTask, at --rate per second. Safe to run again: tasks already re-driven
-    are no longer selected. The table ends with the reasons of everything not re-driven.
+    are no longer selected. The table ends with the reasons of everything not re-driven. The
+    plan comes first (--plan prints it and does nothing else).
     """
     from redrive.core.decide import SignalRef
     from redrive.core.selection import SweepPlan
@@ -861,15 +886,28 @@ def sweep(
     records.keep = False  # per-task records stream out; only counters and reasons stay
     watch = _Watch()
     rt = _runtime(records, watch, **overrides)
-    plan = SweepPlan(names, when, SignalRef("cli", "operator"), "command line")
+    chosen = statuses if statuses is not None else rt.settings.sweep_statuses
+    # One operator command, one re-drive: its id comes from this run's own id.
+    run_id = uuid.uuid4().hex
+    signal = SignalRef("cli", "operator", run_id)
+    plan = SweepPlan(names, when, signal, "command line", statuses=chosen)
     waiting = _waiting(watch)
+    if plan_only:
+        planner = Sweeper(rt, budget_s=budget if budget is not None else 1e12, entry_point="cli")
+        with waiting.spinner():
+            planned = planner.plan_only(plan)
+        if not json_output:
+            _print_plan(_console(json_output), planned)
+        elif planned["not_allowed"]:
+            click.echo(f"redrive: a queue is not allowed: {ALLOW_HINT}", err=True)
+        sys.exit(_plan_exit(planned))
     progress_bar, on_progress, set_total = _progress(waiting)
     sweeper = Sweeper(
         rt,
         budget_s=budget if budget is not None else 1e12,
         entry_point="cli",
         on_progress=on_progress,
-        owner=f"cli:{uuid.uuid4().hex}",
+        owner=f"cli:{run_id}",
     )
     with progress_bar:
         set_total(_task_totals(rt, names))
@@ -883,6 +921,93 @@ def sweep(
         if "SKIPPED_NOT_ALLOWED" in report.queue_outcomes.values():
             click.echo(f"redrive: a queue is not allowed: {ALLOW_HINT}", err=True)
     sys.exit(_sweep_exit(report))
+
+
+def _plan_exit(planned: Mapping[str, Any]) -> int:
+    """1 when a queue could not be listed, 2 when one is not allowed or missing, else 0."""
+    errors = [q["error"] for q in planned["per_queue"] if q["error"] and not q["tasks_seen"]]
+    if any("NOT_FOUND" in str(e) for e in errors) or planned["not_allowed"]:
+        return EXIT_USAGE
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def _print_plan(console: Any, planned: Mapping[str, Any]) -> None:
+    """The plan as tables: per queue what is selected, how and how fast; then, per queue, the
+    selected tasks by last status and the others by why; then the totals and the ETA."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="redrive sweep --plan", show_lines=True)
+    table.add_column("queue", overflow="fold")
+    table.add_column("tasks seen", justify="right")
+    table.add_column("selected", justify="right")
+    table.add_column("method", overflow="fold")
+    table.add_column("rate", overflow="fold")
+    table.add_column("ETA", justify="right", no_wrap=True)
+    detail = Table(
+        title="selected by last status, and why the others are not",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+    )
+    detail.add_column("queue", overflow="fold")
+    detail.add_column("", overflow="fold")
+    detail.add_column("tasks", justify="right")
+    for q in planned["per_queue"]:
+        name = escape(_tail(q["queue"]))
+        method = {"run": "RunTask", "recreate": "re-create"}.get(q["method"] or "", "-")
+        why = f"\n[dim]{escape(q['why'])}[/]" if q["why"] else ""
+        rate = f"{q['rate_per_s']:g}/s" if q["rate_per_s"] is not None else "-"
+        bound = f"\n[dim]{escape(q['limited_by'])}[/]" if q["limited_by"] else ""
+        seen = str(q["tasks_seen"]) + ("" if q["counted"] else "+")
+        eta = _seconds(q["eta_s"]) if q["eta_s"] is not None else "-"
+        table.add_row(name, seen, str(q["selected"]), method + why, rate + bound, eta)
+        for status, count in sorted(q["by_status"].items()):
+            detail.add_row(name, f"selected: {escape(status)}", str(count))
+        for pick, count in sorted(q["skipped"].items()):
+            what = pick.lower().replace("_", " ")
+            detail.add_row(name, f"[dim]not selected: {what}[/]", str(count))
+    for queue in planned["not_allowed"]:
+        table.add_row(escape(_tail(queue)), "-", "-", "[yellow]not allowed[/]", "-", "-")
+    console.print(table)
+    if detail.row_count:
+        console.print(detail)
+    console.print(
+        f"{planned['selected']} of {planned['tasks_seen']} task(s) selected"
+        + ("" if planned["counted"] else " (at least: a queue could not be counted whole)")
+        + f"; ETA {_seconds(planned['eta_s'])} (at {planned['eta_at']})"
+        + (f", limited by {escape(planned['limited_by'])}" if planned["limited_by"] else "")
+        + (" — DRY RUN" if planned["dry_run"] else "")
+        + ". Nothing was done: run the same command without --plan to re-drive."
+    )
+    for q in planned["per_queue"]:
+        if q["error"]:
+            console.print(f"[yellow]{escape(_tail(q['queue']))}:[/] {escape(q['error'])}")
+    if planned["not_allowed"]:
+        console.print(f"[yellow]hint:[/] {ALLOW_HINT}")
+
+
+def _seconds(value: float) -> str:
+    """12.3 → 12.3 s; 90 → 1 min 30 s; 5400 → 1 h 30 min."""
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, secs = divmod(round(value), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _status_option(value: tuple[str, ...]) -> Any:
+    """--status as a StatusFilter (None when not given); a bad list is a usage error (exit 2)."""
+    if not value:
+        return None
+    from redrive.core.statuses import StatusFilter, StatusFilterError
+
+    try:
+        return StatusFilter.parse(value, "--status")
+    except StatusFilterError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def _task_totals(rt: Any, names: tuple[Any, ...]) -> int | None:
@@ -1001,9 +1126,18 @@ def _print_sweep(
         table.add_row(f"[{_style(outcome)}]queue {outcome}[/]", f"{count} queue(s)")
     console.print(table)
     failed = _sweep_failed(report)
+    if record.get("redrive_id"):
+        console.print(f"re-drive {record['redrive_id']} (`redrive status`, `redrive cancel`)")
     console.print(
         f"{record['tasks_seen']} tasks seen in {record['pages']} page(s), "
-        f"{record['selected']} selected, {record['duration_ms'] / 1000:.1f} s"
+        f"{record['selected']} selected"
+        + (f" (statuses {escape(str(record['statuses']))})" if record.get("statuses") else "")
+        + f", {record['duration_ms'] / 1000:.1f} s"
+        + (
+            f" (planned: ETA {_seconds(records.plan['eta_s'])})"
+            if records.plan and records.plan["selected"]
+            else ""
+        )
         + ("" if report.complete else " — [bold]INCOMPLETE[/]: budget spent, run again to resume")
         + (" — [bold red]FAILED[/]: the reasons are below; run again once fixed" if failed else "")
         + (" — DRY RUN" if record["dry_run"] else "")
@@ -1163,3 +1297,249 @@ def demo(json_output: bool) -> None:
     from redrive_tools.demo import run_demo
 
     sys.exit(run_demo(json_output=json_output))
+
+
+# ---------------------------------------------------------------------------------------------
+# redrive status, redrive cancel
+
+
+def _redrive_queue(value: str | None) -> Any:
+    """--redrive-queue, else REDRIVE_QUEUE (the functions' setting), as a QueueName or None."""
+    raw = value or os.environ.get("REDRIVE_QUEUE", "").strip() or None
+    return _queue(raw) if raw else None
+
+
+def _read_logs(paths: tuple[str, ...]) -> list[dict[str, Any]]:
+    from redrive.core.redrives import records_from_text
+
+    records: list[dict[str, Any]] = []
+    for path in paths:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            records.extend(records_from_text(handle.read()))
+    # Cloud Logging answers newest first; lines with a time are put in time order, the others
+    # keep the file's order (a log file is written in order).
+    if records and all(isinstance(r.get("time"), str) for r in records):
+        records.sort(key=lambda r: str(r["time"]))
+    return records
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--log",
+    "logs",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A log to read the re-drives' lines from (repeatable): the functions' output (JSON "
+    "lines), `redrive sweep --json` output, or `gcloud logging read --format=json` output.",
+)
+@click.option(
+    "--redrive-queue",
+    metavar="QUEUE",
+    default=None,
+    help="The redrive queue, whose waiting jobs are read (default: REDRIVE_QUEUE).",
+)
+@click.option(
+    "--since",
+    default="24h",
+    show_default=True,
+    help="Finished re-drives older than this are left out (90s, 30m, 24h, 7d).",
+)
+@click.option("--watch", is_flag=True, help="Refresh every --interval seconds until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between two refreshes with --watch.",
+)
+@click.option("--json", "json_output", is_flag=True, help="One JSON object per re-drive.")
+def status(
+    *,
+    logs: tuple[str, ...],
+    redrive_queue: str | None,
+    since: str,
+    watch: bool,
+    interval: float,
+    json_output: bool,
+) -> None:
+    """Bulk re-drives in progress and recently finished, with their counts and ETA.
+
+    Read from Cloud Tasks (the jobs still waiting in the redrive queue, by re-drive id; each
+    re-run task's state now) and from the logs given with --log (the plan, outcome and SWEEP
+    lines). Counts: selected, queued (jobs made), dispatched (re-run), succeeded (gone since),
+    failed again, remaining (jobs still waiting, or tasks a direct sweep has not reached).
+    """
+    from redrive.core.config import ConfigError, parse_duration_s
+
+    try:
+        since_s = parse_duration_s(since, "--since")
+    except ConfigError as err:
+        _fail(str(err))
+    queue = _redrive_queue(redrive_queue)
+    if queue is None and not logs:
+        _fail("nothing to read: give --log FILE, or --redrive-queue QUEUE (or REDRIVE_QUEUE)")
+    console = _console(json_output)
+    if not watch:
+        sys.exit(_status_once(console, logs, queue, since_s, json_output))
+    live = _live_ok(console) and not json_output
+    try:
+        if live:
+            from rich.live import Live
+
+            with Live(console=console, auto_refresh=False) as screen:
+                while True:
+                    screen.update(_status_table(*_status_rows(logs, queue, since_s)))
+                    screen.refresh()
+                    time.sleep(interval)
+        while True:
+            _status_once(console, logs, queue, since_s, json_output)
+            click.echo(f"-- refreshed every {interval:g} s; Ctrl-C to stop", err=True)
+            sys.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_OK)
+
+
+def _status_rows(logs: tuple[str, ...], queue: Any, since_s: float) -> tuple[list[Any], Any, Any]:
+    from datetime import timedelta
+
+    from redrive.core import errors
+    from redrive_tools.bulk import statuses
+
+    watch = _Watch()
+    rt = _runtime(_Records(echo=False), watch)
+    try:
+        found, waiting = statuses(
+            _read_logs(logs),
+            tasks=rt.tasks,
+            redrive_queue=queue,
+            deadline_s=rt.settings.retry_deadline_s,
+        )
+    except errors.NotFoundError as err:
+        _fail(f"the redrive queue {queue} was not found: {err}")
+    except errors.RedriveError as err:
+        gave_up = watch.gave_up()
+        _fail(f"reading Cloud Tasks failed: {err}" + (f"\n  {gave_up}" if gave_up else ""), 1)
+    cutoff = (rt.clock() - timedelta(seconds=since_s)).isoformat().replace("+00:00", "Z")
+    shown = [
+        s
+        for s in found
+        if s.state.value not in ("finished", "cancelled") or not s.started or s.started >= cutoff
+    ]
+    return shown, waiting, rt.clock()
+
+
+def _status_once(
+    console: Any, logs: tuple[str, ...], queue: Any, since_s: float, json_output: bool
+) -> int:
+    shown, waiting, _ = _status_rows(logs, queue, since_s)
+    if json_output:
+        for item in shown:
+            click.echo(json.dumps(item.fields()))
+        return EXIT_OK
+    console.print(_status_table(shown, waiting, None))
+    return EXIT_OK
+
+
+def _status_table(shown: list[Any], waiting: Any, _now: Any) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="redrive status", show_lines=False)
+    table.add_column("re-drive", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for column in ("selected", "queued", "dispatched", "succeeded", "failed again", "remaining"):
+        table.add_column(column, justify="right", overflow="fold")
+    table.add_column("ETA", justify="right", no_wrap=True)
+    styles = {
+        "finished": "green",
+        "in progress": "cyan",
+        "cancelled": "yellow",
+        "incomplete": "yellow",
+    }
+    for s in shown:
+        signal = s.signal or {}
+        started = _short(s.started) if s.started else "-"
+        what = f"{s.redrive_id}\n[dim]{escape(str(signal.get('kind') or '?'))} {started}[/]"
+        table.add_row(
+            what,
+            f"[{styles.get(s.state.value, 'white')}]{s.state.value}[/]",
+            str(s.selected),
+            str(s.queued),
+            str(s.dispatched),
+            str(s.succeeded),
+            f"[red]{s.failed_again}[/]" if s.failed_again else "0",
+            str(s.remaining),
+            "-" if s.eta_s is None else _seconds(s.eta_s),
+        )
+    others = f"; {waiting.others} other job(s) waiting" if waiting and waiting.others else ""
+    table.caption = f"{len(shown)} re-drive(s){others}"
+    return table
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("redrive_id", metavar="ID")
+@click.option(
+    "--redrive-queue",
+    metavar="QUEUE",
+    default=None,
+    help="The redrive queue holding the re-drive's jobs (default: REDRIVE_QUEUE).",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also append the CANCELLED line to this file (which `redrive status --log` reads).",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print the CANCELLED line as JSON.")
+def cancel(
+    redrive_id: str, redrive_queue: str | None, log_path: str | None, json_output: bool
+) -> None:
+    """Cancel the bulk re-drive ID (rd-...): delete its jobs still waiting in the redrive queue.
+
+    Only that re-drive's jobs (their body names it) are deleted, nobody else's; tasks already
+    re-run stay re-run, and the tasks of the deleted jobs keep their own Cloud Tasks retries.
+    Writes one CANCELLED line. A job dispatched meanwhile is refused by run_job.
+    """
+    from redrive.core import errors
+    from redrive.core.redrives import cancel_record, is_redrive_id
+    from redrive_tools.bulk import cancel as cancel_jobs
+
+    if not is_redrive_id(redrive_id):
+        _fail(
+            f"not a re-drive id (rd- and 12 hex digits, as `redrive status` shows): {redrive_id!r}"
+        )
+    queue = _redrive_queue(redrive_queue)
+    if queue is None:
+        _fail("no redrive queue: give --redrive-queue QUEUE (or set REDRIVE_QUEUE)")
+    watch = _Watch()
+    rt = _runtime(_Records(echo=False), watch)
+    try:
+        with _waiting(watch).spinner():
+            done = cancel_jobs(rt.tasks, queue, redrive_id, rt.settings.retry_deadline_s)
+    except errors.NotFoundError as err:
+        _fail(f"the redrive queue {queue} was not found: {err}")
+    except errors.RedriveError as err:
+        gave_up = watch.gave_up()
+        _fail(f"listing {queue} failed: {err}" + (f"\n  {gave_up}" if gave_up else ""), 1)
+    record = cancel_record(
+        redrive_id,
+        redrive_queue=str(queue),
+        deleted=done.deleted,
+        gone=done.gone,
+        failed=done.failed,
+        now=rt.clock(),
+        reasons=done.reasons,
+    )
+    if log_path:
+        with open(log_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+    if json_output:
+        click.echo(json.dumps(record))
+    else:
+        from rich.markup import escape
+
+        style = "bold red" if done.failed else "yellow"
+        _console(False).print(f"[{style}]{escape(record['message'])}[/]")
+    sys.exit(EXIT_FAILED if done.failed else EXIT_OK)

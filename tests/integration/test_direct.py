@@ -20,6 +20,7 @@ from tests.integration.helpers import (
     FunctionServer,
     Stack,
     dead_letter,
+    function_server,
     now_rfc3339,
     post_signal,
 )
@@ -146,6 +147,35 @@ def test_not_found(stack, queues, fn):
     task = f"{queues['billing']}/tasks/long-gone"
     assert post_signal(fn, dead_letter(task), "nf-1", now_rfc3339()).status_code == 200
     assert one_outcome(fn, "nf-1")["outcome"] == "NOT_FOUND"
+
+
+def test_not_found_says_whether_the_task_completed_or_never_existed(stack, queues, fn):
+    # A task that completed a moment ago, and a name with a typo in it: Cloud Tasks answers
+    # GetTask NOT_FOUND for both, in different words; the outcome lines tell them apart.
+    stack.target.statuses["/billing/done"] = 200
+    done = stack.task(queues["billing"], "inv-done", "/billing/done")
+    wait_for(lambda: stack.gone(done), "the task to complete and be deleted")
+    typo = f"{queues['billing']}/tasks/inv-dnoe"
+    missing_queue = f"{PARENT}/queues/billing-typo/tasks/inv-1"
+    for message_id, task in (("nf-done", done), ("nf-typo", typo)):
+        assert post_signal(fn, dead_letter(task), message_id, now_rfc3339()).status_code == 200
+    completed = one_outcome(fn, "nf-done")
+    never = one_outcome(fn, "nf-typo")
+    assert completed["outcome"] == never["outcome"] == "NOT_FOUND"
+    assert completed["not_found"] == "existed_recently"
+    assert "existed recently" in completed["reason"] and "completed" in completed["reason"]
+    assert never["not_found"] == "never_or_long_ago"
+    assert "check the name" in never["reason"] and "completed" not in never["reason"]
+    assert runs_of(stack, done) == runs_of(stack, typo) == 0
+    # A queue that does not exist is said as such (the allowlist has to let it through).
+    env = server_env(stack, queues)
+    env["REDRIVE_ALLOWED_QUEUES"] += f",{PARENT}/queues/billing-typo"
+    log = fn.log_path.parent / "handle_signal_nf.log"
+    with function_server("handle_signal", "cloudevent", env, log) as other:
+        post_signal(other, dead_letter(missing_queue), "nf-queue", now_rfc3339())
+        line = one_outcome(other, "nf-queue")
+    assert line["outcome"] == "NOT_FOUND" and line["not_found"] == "queue_missing"
+    assert "queue does not exist" in line["reason"]
 
 
 def test_not_allowed(stack, queues, fn):

@@ -122,6 +122,7 @@ def test_guards_that_hold_are_applied_before_enqueueing(stack, queues, servers):
     post_signal(signal_fn, dead_letter(missing), "q-3", now_rfc3339())
     (line,) = signal_fn.outcomes(signal__message_id="q-3")
     assert line["outcome"] == "NOT_FOUND" and line["job"] is None
+    assert line["not_found"] == "never_or_long_ago" and "check the name" in line["reason"]
 
 
 def job_body(task: str) -> bytes:
@@ -176,7 +177,8 @@ def test_run_job_answers(stack, queues, servers):
     live = {**ours, "X-CloudTasks-TaskName": job_id}
     gone = post_job(job_fn, body, live)
     assert gone.status_code == 200 and gone.json()["outcome"] == "NOT_FOUND"
-    assert job_fn.outcomes(task=missing)[0]["outcome"] == "NOT_FOUND"
+    (gone_line,) = job_fn.outcomes(task=missing)
+    assert gone_line["outcome"] == "NOT_FOUND" and gone_line["not_found"] == "never_or_long_ago"
 
     # A body that is not the job's as the queue holds it, or a job the queue does not hold.
     forged = post_job(job_fn, job_body(missing), live)

@@ -351,7 +351,11 @@ def test_paging_streams_every_page(stack):
     before = stack.emu.control.call_counts().get("ListTasks", 0)
     report = Sweeper(rt, page_size=3).run(plan)
     assert report.pages == 4 and report.tasks_seen == 11
-    assert stack.emu.control.call_counts()["ListTasks"] - before == 4
+    # The plan counts the four pages first, then the sweep lists them again: one page at a time
+    # in memory either way.
+    assert stack.emu.control.call_counts()["ListTasks"] - before == 8
+    (planned,) = out.lines("redrive.plan")
+    assert planned["tasks_seen"] == 11 and planned["per_queue"][0]["pages"] == 4
     assert out.outcomes() == dict.fromkeys(tasks, "DRY_RUN")
     assert sum(runs_of(stack, t) for t in tasks) == 0
 
@@ -400,7 +404,8 @@ def test_missing_queue_and_listing_faults(stack):
     assert report.queue_outcomes == {missing: "FAILED", q: "FAILED"} and report.redeliver
     report = Sweeper(rt).run(plan)
     assert report.queue_outcomes == {missing: "NOT_FOUND"} and not report.redeliver
-    stack.emu.control.fail("ListTasks", grpc.StatusCode.PERMISSION_DENIED, times=1)
+    # The plan's two listings meet the refusal first; the sweep's first one too.
+    stack.emu.control.fail("ListTasks", grpc.StatusCode.PERMISSION_DENIED, times=3)
     report = Sweeper(rt).run(plan)
     assert report.queue_outcomes[missing] == "PERMISSION_DENIED"
 
@@ -523,7 +528,8 @@ def test_queued_sweep_reports_a_listing_fault_after_the_first_page(stack, code, 
         SignalRef("deploy", "plain", f"mf-{outcome}"),
         rt.settings,
     )
-    stack.emu.control.fail("ListTasks", code, times=-1, after=1)  # page 2 onwards
+    # The plan lists the three pages first; then the sweep's page 2 onwards fail.
+    stack.emu.control.fail("ListTasks", code, times=-1, after=4)
     try:
         report = Sweeper(rt, page_size=2).run(plan)
     finally:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.helpers import ROOT
 
-PARTS = {f"P{i}" for i in range(1, 9)}
+PARTS = {f"P{i}" for i in range(1, 10)}
 
 
 @pytest.mark.slow

@@ -14,10 +14,13 @@ production; `#n` is the method's n-th call of the delivery, targeted with the em
 | handle_signal, queued | GetTask#0, run.GetService, run.GetRevision, CreateTask#0 (the job)       |
 | run_job               | GetTask#0 (the job, as the redrive queue holds it), GetTask#1 (the task),|
 |                       | run.GetService, run.GetRevision, the claim (CreateTask#0), RunTask       |
-| deploy sweep, direct  | ListTasks, GetTask#0 (fresh read), the claim (CreateTask#0), RunTask     |
-| deploy sweep, queued  | GetTask#0 (the sweep's checkpoint, best effort), ListTasks, CreateTask#0 |
-| deploy sweep,         | ListTasks, GetTask#0 (the original, FULL view), the claim (CreateTask#0),|
-|   re-create           | CreateTask#1 (the copy), DeleteTask#0 (the original)                     |
+| deploy sweep, direct  | the plan (ListTasks#0), then ListTasks#1, GetTask#0 (fresh read), the    |
+|                       | claim (CreateTask#0), RunTask                                            |
+| deploy sweep, queued  | the plan (ListTasks#0, GetQueue#0: the redrive queue's rate), GetTask#0  |
+|                       | (the sweep's checkpoint, best effort), ListTasks#1, CreateTask#0         |
+| deploy sweep,         | the plan (ListTasks#0, GetQueue#0: the queue's rate), ListTasks#1,       |
+|   re-create           | GetTask#0 (the original, FULL view), the claim (CreateTask#0),           |
+|                       | CreateTask#1 (the copy), DeleteTask#0 (the original)                     |
 
 (ListServices is exercised through direct mode only: the same adapter serves every entry point,
 and its host cache means each case needs a fresh instance, which is a server start.)
@@ -32,8 +35,10 @@ What is "right", per code (translate and decide.for_error, asserted exactly belo
   RESOURCE_EXHAUSTED it provably did not dispatch (an end marker frees the next attempt). A fault
   that outlasts the retries is FAILED (ERROR) and the platform delivers the work again:
   handle_signal answers 500, run_job 429 for quota and 503 otherwise.
-- A best-effort call (the queued sweep's checkpoint read) never fails the work: the sweep starts
-  from the first page instead.
+- A best-effort call (the queued sweep's checkpoint read, the plan's GetQueue) never fails the
+  work: the sweep starts from the first page instead, the plan says the rate is not known.
+- The plan's own listing: a fault of it alone (once) leaves the plan saying the queue could not
+  be counted, and the sweep goes on; a persistent fault is the sweep's listing's too.
 - Re-create: a copy is withdrawn when the original cannot be deleted (before the copy is due);
   when neither can be done the copy stays (FAILED, whatever the code) and the redelivery finishes
   the re-create. The work then runs exactly once: the copy's request reaches the target once.
@@ -102,6 +107,8 @@ class Call:
     after: int = 0
     label: str = ""
     best_effort: bool = False
+    plan: bool = False
+    """The plan's call: one fault of it changes nothing; a persistent one is the sweep's too."""
 
     @property
     def name(self) -> str:
@@ -116,6 +123,10 @@ CLAIM_UNTIMED = [
     Call("CreateTask", 1, "claim.fix-marker"),
 ]
 """With REDRIVE_FIX_CHECK=none the fix marker is read first and written after the rung."""
+PLAN_LIST = Call("ListTasks", 0, "plan.count", plan=True)
+PLAN_RATE = Call("GetQueue", 0, "plan.rate", best_effort=True)
+"""A sweep's plan: its listing pass, and the rate it reads (a re-create queue's, the redrive
+queue's in queued mode)."""
 CALLS = {
     "direct": [
         Call("GetTask"),
@@ -140,21 +151,33 @@ CALLS = {
         *CLAIM,
         Call("RunTask"),
     ],
-    # A deploy signal in direct mode: the sweep lists the queue, reads each task again, claims.
-    "sweep": [Call("ListTasks"), Call("GetTask", 0, "GetTask"), *CLAIM, Call("RunTask")],
-    # A re-create sweep (the queue's method is recreate): the FULL read, the claim, the copy,
-    # the original's deletion.
+    # A deploy signal in direct mode: the plan counts the queue; the sweep lists it, reads each
+    # task again, claims.
+    "sweep": [
+        PLAN_LIST,
+        Call("ListTasks", 1, "ListTasks"),
+        Call("GetTask", 0, "GetTask"),
+        *CLAIM,
+        Call("RunTask"),
+    ],
+    # A re-create sweep (the queue's method is recreate): the plan (the count, the queue's own
+    # rate), the FULL read, the claim, the copy, the original's deletion.
     "sweep_recreate": [
-        Call("ListTasks"),
+        PLAN_LIST,
+        PLAN_RATE,
+        Call("ListTasks", 1, "ListTasks"),
         Call("GetTask", 0, "original-read"),
         *CLAIM,
         Call("CreateTask", 1, "copy"),
         Call("DeleteTask", 0, "original-delete"),
     ],
-    # The same in queued mode: the checkpoint probe, ListTasks, one CreateTask per task.
+    # The same in queued mode: the plan (the count, the redrive queue's rate), the checkpoint
+    # probe, ListTasks, one CreateTask per task.
     "sweep_queued": [
+        PLAN_LIST,
+        PLAN_RATE,
         Call("GetTask", 0, "checkpoint-read", best_effort=True),
-        Call("ListTasks"),
+        Call("ListTasks", 1, "ListTasks"),
         Call("CreateTask"),
     ],
 }
@@ -177,7 +200,7 @@ class Expected:
 
 def expected(entry: str, call: Call, code: grpc.StatusCode, times: int) -> Expected:
     """The rule of the module docstring, as a function of the case."""
-    if call.best_effort:
+    if call.best_effort or (call.plan and times == ONCE):
         return Expected(SUCCESS[entry], 200)
     if entry == "sweep_recreate" and call.method == "DeleteTask" and times == ALWAYS:
         # Neither the original deleted nor the copy withdrawn: the copy stays, delivered again.

@@ -278,6 +278,7 @@ def test_a_deploy_time_in_the_future_is_refused_and_runs_nothing(stack, queues, 
         ({"REDRIVE_RETRY_DEADLINE_S": "inf"}, "REDRIVE_RETRY_DEADLINE_S"),
         ({"REDRIVE_SWEEP_BUDGET_S": "1e400"}, "REDRIVE_SWEEP_BUDGET_S"),
         ({"REDRIVE_MAX_PAYLOAD_BYTES": "inf"}, "REDRIVE_MAX_PAYLOAD_BYTES"),
+        ({"REDRIVE_SWEEP_STATUSES": "5xx,teapot"}, "REDRIVE_SWEEP_STATUSES: 'teapot' is not"),
     ],
 )
 def test_bad_settings_stop_the_instance_naming_the_variable(stack, queues, tmp_path, env, named):

@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 from redrive.adapters.translate import translate
 from redrive.core import errors
 from redrive.core.decide import RunResult
+from redrive.core.gone import Gone, classify_not_found
 from redrive.core.jobs import JobTask
 from redrive.core.names import QueueName, TaskName
 from redrive.core.parking import RETENTION, Parked, RetryRule
@@ -35,11 +36,6 @@ from redrive.core.recreate import OUTPUT_ONLY
 from redrive.core.state import TaskState
 
 T = TypeVar("T")
-
-
-EXISTED_RECENTLY = "existed recently"
-"""Cloud Tasks' NOT_FOUND text for a name used within its de-duplication window (about an hour):
-"The task no longer exists, though a task with this name existed recently. ..." """
 
 
 class Seen(StrEnum):
@@ -50,6 +46,19 @@ class Seen(StrEnum):
     """Gone, but a task of this name existed recently (it completed or was deleted)."""
     NEVER = "never"
     """No task of this name, now or recently (or long ago)."""
+
+
+@dataclass(frozen=True)
+class QueueRates:
+    """What GetQueue tells a plan: the queue's dispatch rate and, with v2beta3, its depth."""
+
+    rate_per_s: float | None
+    tasks: int | None
+    """Tasks in the queue (v2beta3 `stats.tasks_count`); None when the API does not say."""
+
+
+QUEUE_INFO_DEADLINE_S = 5.0
+"""A plan's GetQueue is retried this long at most: a rate it cannot read is said, not waited for."""
 
 
 class Deleted(StrEnum):
@@ -172,8 +181,13 @@ class CloudTasks:
 
     def get(self, task: TaskName) -> TaskState | None:
         """The task's state, or None when Cloud Tasks answers NOT_FOUND."""
-        got = self._get(str(task), self.view)
-        return None if got is None else TaskState.from_task(got)
+        got = self.lookup(task)
+        return None if isinstance(got, Gone) else got
+
+    def lookup(self, task: TaskName) -> TaskState | Gone:
+        """The task's state, or what Cloud Tasks' NOT_FOUND said of its name (core.gone)."""
+        got = self._lookup(str(task), self.view)
+        return got if isinstance(got, Gone) else TaskState.from_task(got)
 
     def get_full(self, name: str) -> tuple[TaskState, bytes] | None:
         """A task read with the FULL view: its state and its HTTP body (None when NOT_FOUND).
@@ -189,6 +203,11 @@ class CloudTasks:
         return TaskState.from_task(got), body
 
     def _get(self, name: str, view: int) -> Any:
+        got = self._lookup(name, view)
+        return None if isinstance(got, Gone) else got
+
+    def _lookup(self, name: str, view: int) -> Any:
+        """GetTask's answer, or the kind of its NOT_FOUND."""
         request = {"name": name, "response_view": view}
         try:
             return self._retried(
@@ -196,8 +215,8 @@ class CloudTasks:
                     request=request, retry=None, timeout=self.call_timeout_s
                 )
             )
-        except errors.NotFoundError:
-            return None
+        except errors.NotFoundError as err:
+            return classify_not_found(str(err))
 
     def run(self, task: TaskName, before: TaskState) -> RunResult:
         """Force-run `task` once: one RunTask call, never two.
@@ -213,11 +232,13 @@ class CloudTasks:
         except (gexc.ServiceUnavailable, gexc.DeadlineExceeded) as err:
             # The call may have reached Cloud Tasks and dispatched: look, but never call again.
             code = type(err).__name__
-            after = self.get(task)
-            if after is None:
+            after = self.lookup(task)
+            if isinstance(after, Gone):
+                # The kind stays readable in the text (core.gone classifies it again).
+                said = " (it existed recently)" if after is Gone.EXISTED_RECENTLY else ""
                 raise errors.NotFoundError(
-                    f"RunTask failed ({code}) and the task is gone: it was probably dispatched "
-                    "and completed"
+                    f"RunTask failed ({code}) and the task is gone{said}: it was probably "
+                    "dispatched and completed"
                 ) from None
             if after.dispatch_count > before.dispatch_count:
                 return RunResult(True, after, confirmed_by="GetTask")
@@ -269,14 +290,39 @@ class CloudTasks:
         except Exception as err:
             raise translate(err) from None
 
+    def list_full_page(
+        self, queue: QueueName, token: str, *, page_size: int, deadline_s: float
+    ) -> tuple[list[tuple[str, bytes]], str]:
+        """One ListTasks page with the FULL view: (name, HTTP body) of each task, and the next
+        page's token. For redrive's own queue only (its jobs' bodies say which re-drive made
+        them): a target task's body is never read into a record."""
+        request = {
+            "parent": str(queue),
+            "page_size": page_size,
+            "page_token": token,
+            "response_view": VIEWS["FULL"],
+        }
+        try:
+            page = self.client.list_tasks(
+                request=request, retry=make_retry(deadline_s), timeout=self.call_timeout_s
+            )
+            out: list[tuple[str, bytes]] = []
+            for task in page.tasks:
+                pb = type(task).pb(task) if hasattr(type(task), "pb") else task
+                body = bytes(pb.http_request.body) if pb.HasField("http_request") else b""
+                out.append((str(pb.name), body))
+            return out, str(page.next_page_token or "")
+        except Exception as err:
+            raise translate(err) from None
+
     # -- re-create ---------------------------------------------------------------------------
 
-    def read_original(self, task: TaskName) -> Any | None:
+    def read_original(self, task: TaskName) -> Any | Gone:
         """The task as stored, FULL view, as the client returns it (raw protobuf): everything a
-        copy needs to send the same request. None when NOT_FOUND. Never logged."""
-        got = self._get(str(task), VIEWS["FULL"])
-        if got is None:
-            return None
+        copy needs to send the same request. The kind of NOT_FOUND when missing. Never logged."""
+        got = self._lookup(str(task), VIEWS["FULL"])
+        if isinstance(got, Gone):
+            return got
         return type(got).pb(got) if hasattr(type(got), "pb") else got
 
     def create_copy(self, original: Any, name: TaskName, schedule_time: datetime | None) -> bool:
@@ -331,6 +377,33 @@ class CloudTasks:
                 time.sleep(delay_s)
                 delay_s = min(delay_s * RETRY_MULTIPLIER, RETRY_MAXIMUM_S)
 
+    def queue_rates(self, queue: QueueName) -> QueueRates | None:
+        """The queue's dispatch rate (and depth, v2beta3) for a plan; None when it cannot be read
+        (a missing grant, a fault outlasting QUEUE_INFO_DEADLINE_S): the plan says so."""
+        request: dict[str, Any] = {"name": str(queue)}
+        if self.api_version == "v2beta3":
+            request["read_mask"] = {"paths": ["name", "rate_limits", "stats"]}
+        retry = make_retry(
+            min(self.retry_deadline_s, QUEUE_INFO_DEADLINE_S), self.backoff_initial_s
+        )
+        try:
+            got = retry(
+                lambda: self.client.get_queue(
+                    request=request, retry=None, timeout=self.call_timeout_s
+                )
+            )()
+        except Exception as err:
+            translate(err)  # raises what is neither an API answer nor a connection failure
+            return None
+        pb = type(got).pb(got) if hasattr(type(got), "pb") else got
+        rate = (
+            float(pb.rate_limits.max_dispatches_per_second) if pb.HasField("rate_limits") else 0.0
+        )
+        tasks: int | None = None
+        if self.api_version == "v2beta3" and pb.HasField("stats"):
+            tasks = int(pb.stats.tasks_count)
+        return QueueRates(rate if rate > 0 else None, tasks)
+
     def seen(self, name: str) -> Seen:
         """Whether a task of this name exists, existed recently, or not (BASIC view)."""
         request = {"name": name, "response_view": VIEWS["BASIC"]}
@@ -341,7 +414,8 @@ class CloudTasks:
                 )
             )
         except errors.NotFoundError as err:
-            return Seen.RECENT if EXISTED_RECENTLY in str(err) else Seen.NEVER
+            recent = classify_not_found(str(err)) is Gone.EXISTED_RECENTLY
+            return Seen.RECENT if recent else Seen.NEVER
         return Seen.LIVE
 
     # -- parking -----------------------------------------------------------------------------

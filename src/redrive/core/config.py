@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from redrive.core.names import InvalidName, QueueName
+from redrive.core.statuses import StatusFilter, StatusFilterError
 
 
 class ConfigError(ValueError):
@@ -141,6 +142,14 @@ ENV_VARS: dict[str, EnvVar] = {
             "480",
             "Time a sweep may spend before it stops cleanly and asks to be delivered again; "
             "keep it below the function timeout.",
+        ),
+        EnvVar(
+            "REDRIVE_SWEEP_STATUSES",
+            None,
+            "The last-attempt statuses a sweep re-drives when its signal names none, e.g. "
+            "`500,503,5xx,UNAVAILABLE`: HTTP statuses, HTTP classes, google.rpc code names. A "
+            "listed task that failed otherwise is left to its own retries (`OTHER_STATUS`). "
+            "Unset: every failed task.",
         ),
         EnvVar(
             "REDRIVE_METHOD",
@@ -303,6 +312,8 @@ class Settings:
     direct_rate_per_s: float = 1.0
     retry_deadline_s: float = 30.0
     sweep_budget_s: float = 480.0
+    sweep_statuses: StatusFilter | None = None
+    """The statuses a sweep re-drives when its signal names none; None: every failure."""
     retry_due_margin_s: float = 60.0
     clock_skew_s: float = 30.0
     rpc_timeout_s: float = 20.0
@@ -496,6 +507,7 @@ class Settings:
             ),
             "retry_deadline_s": _float(get("REDRIVE_RETRY_DEADLINE_S"), "REDRIVE_RETRY_DEADLINE_S"),
             "sweep_budget_s": _float(get("REDRIVE_SWEEP_BUDGET_S"), "REDRIVE_SWEEP_BUDGET_S"),
+            "sweep_statuses": _statuses(get("REDRIVE_SWEEP_STATUSES")),
             "retry_due_margin_s": _float(
                 get("REDRIVE_RETRY_DUE_MARGIN_S"), "REDRIVE_RETRY_DUE_MARGIN_S"
             ),
@@ -620,6 +632,15 @@ def parse_queue_methods(raw: str | None) -> dict[str, str]:
             raise ConfigError(f"REDRIVE_QUEUE_METHODS[{queue!r}] must be a string")
         result[name] = method.lower()
     return result
+
+
+def _statuses(raw: str | None) -> StatusFilter | None:
+    if raw is None:
+        return None
+    try:
+        return StatusFilter.parse(raw, "REDRIVE_SWEEP_STATUSES")
+    except StatusFilterError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _queue(raw: str | None, var: str) -> QueueName | None:

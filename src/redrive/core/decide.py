@@ -22,6 +22,7 @@ from enum import StrEnum
 
 from redrive.core import errors
 from redrive.core.config import QueueAllowlist, Settings
+from redrive.core.gone import Gone, classify_not_found, not_found_reason
 from redrive.core.names import QueueName, TaskName
 from redrive.core.outcomes import Outcome
 from redrive.core.state import TaskState
@@ -144,14 +145,18 @@ class Decision:
     reason: str
     http_status: int = 200
     """For run_job: 200 for terminal outcomes, 429/503 so the redrive queue retries."""
+    gone: Gone | None = None
+    """For NOT_FOUND: what Cloud Tasks' answer said of the name (None when not known)."""
 
     @property
     def final(self) -> bool:
         return self.action is Action.NONE
 
 
-def _final(outcome: Outcome, reason: str, http_status: int = 200) -> Decision:
-    return Decision(Action.NONE, outcome, reason, http_status)
+def _final(
+    outcome: Outcome, reason: str, http_status: int = 200, gone: Gone | None = None
+) -> Decision:
+    return Decision(Action.NONE, outcome, reason, http_status, gone)
 
 
 def screen(failure: Failure, policy: Policy, now: datetime) -> Decision | None:
@@ -179,22 +184,20 @@ def screen(failure: Failure, policy: Policy, now: datetime) -> Decision | None:
 
 def decide(
     failure: Failure,
-    state: TaskState | None,
+    state: TaskState | Gone | None,
     evidence: FixEvidence | None,
     policy: Policy,
     now: datetime,
     *,
     check_in_flight: bool = True,
 ) -> Decision:
-    """The design's decision list for one task. `state` None means GetTask answered NOT_FOUND."""
+    """The design's decision list for one task. `state` a `Gone` (or None, its kind unknown)
+    means GetTask answered NOT_FOUND."""
     early = screen(failure, policy, now)
     if early is not None:
         return early
-    if state is None:
-        return _final(
-            Outcome.NOT_FOUND,
-            "task no longer exists (completed, permanently failed or never existed)",
-        )
+    if state is None or isinstance(state, Gone):
+        return _final(Outcome.NOT_FOUND, not_found_reason(state), gone=state)
     retried = already_retried(failure, state, policy.clock_skew_s)
     if retried is not None:
         return _final(Outcome.SKIPPED_ALREADY_RETRIED, retried)
@@ -309,7 +312,8 @@ def for_error(err: errors.RedriveError, *, permission_grace: bool = False) -> De
         # (and the alert on it) is how an operator learns about it.
         return _final(Outcome.PERMISSION_DENIED, str(err))
     if isinstance(err, errors.NotFoundError):
-        return _final(Outcome.NOT_FOUND, f"task no longer exists: {err}")
+        gone = classify_not_found(str(err))
+        return _final(Outcome.NOT_FOUND, f"{not_found_reason(gone)} ({err})", gone=gone)
     return _final(Outcome.INVALID_SIGNAL, f"Cloud Tasks refused the request: {err}")
 
 

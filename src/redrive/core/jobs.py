@@ -26,7 +26,8 @@ MAX_JOB_BYTES = 16 * 1024
 _TASK_ID_MAX = 500
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _FIELDS = {"v", "task", "seen_at", "dispatch_count", "signal"}
-_OPTIONAL_FIELDS = {"fix"}
+_OPTIONAL_FIELDS = {"fix", "redrive"}
+_REDRIVE_ID = re.compile(r"rd-[0-9a-f]{12}")
 _SIGNAL_FIELDS = {"kind", "source", "message_id", "publish_time"}
 _FIX_FIELDS = {"strategy", "live_since", "service", "revision"}
 
@@ -63,12 +64,19 @@ class Job:
     it instead of asking again: a deploy sweep's evidence is the deploy notification itself, which
     run_job could not find on its own (a job is only created when this evidence covered the
     failure, and a deployed fix stays deployed)."""
+    redrive: str | None = None
+    """The bulk re-drive that created the job (`rd-...`, core.redrives), for its status, its
+    cancel and run_job's lines; None for a job of a single failure signal."""
 
     @classmethod
     def for_failure(
-        cls, failure: Failure, dispatch_count: int, fix: FixEvidence | None = None
+        cls,
+        failure: Failure,
+        dispatch_count: int,
+        fix: FixEvidence | None = None,
+        redrive: str | None = None,
     ) -> Job:
-        return cls(failure.task, failure.seen_at, dispatch_count, failure.signal, fix)
+        return cls(failure.task, failure.seen_at, dispatch_count, failure.signal, fix, redrive)
 
     def failure(self) -> Failure:
         return Failure(self.task, self.seen_at, self.signal, self.dispatch_count)
@@ -93,6 +101,8 @@ class Job:
                 "service": self.fix.service,
                 "revision": self.fix.revision,
             }
+        if self.redrive is not None:
+            data["redrive"] = self.redrive
         return data
 
     def to_json(self) -> bytes:
@@ -142,7 +152,12 @@ class Job:
             publish_time=_time(signal["publish_time"], "signal.publish_time", required=False),
         )
         fix = _fix(data["fix"]) if "fix" in data else None
-        return cls(task, seen_at, count, ref, fix)
+        redrive = data.get("redrive")
+        if redrive is not None and (
+            not isinstance(redrive, str) or _REDRIVE_ID.fullmatch(redrive) is None
+        ):
+            raise InvalidJobError("redrive must be a re-drive id (rd- and 12 hex digits)")
+        return cls(task, seen_at, count, ref, fix, redrive)
 
 
 @dataclass(frozen=True)

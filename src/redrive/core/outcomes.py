@@ -26,7 +26,8 @@ class Outcome(StrEnum):
     QUEUED = "QUEUED"
     """A redrive job was enqueued in the redrive queue (queued mode)."""
     NOT_FOUND = "NOT_FOUND"
-    """The task no longer exists: it succeeded or permanently failed (or never existed)."""
+    """The task does not exist: it existed recently (it succeeded, permanently failed or was
+    deleted), or no task of that name did (a wrong name, or gone long ago); see core.gone."""
     DEFERRED = "DEFERRED"
     """Not now, later: an attempt is in flight, or an earlier forced run's outcome is not known
     yet. The platform delivers the work again."""
@@ -57,6 +58,9 @@ class Outcome(StrEnum):
     """A transient fault or quota outlasted the bounded retries; the platform delivers again."""
     SWEEP = "SWEEP"
     """Summary of one sweep (counts by decision, pages, duration, completeness)."""
+    CANCELLED = "CANCELLED"
+    """An operator cancelled a bulk re-drive (`redrive cancel`): its waiting jobs were deleted;
+    their tasks keep their own Cloud Tasks retries."""
 
     @property
     def severity(self) -> str:
@@ -73,6 +77,9 @@ class Outcome(StrEnum):
 
 
 _ERRORS = frozenset({Outcome.FAILED, Outcome.PERMISSION_DENIED})
-_WARNINGS = frozenset({Outcome.INVALID_SIGNAL, Outcome.SKIPPED_FIX_INEFFECTIVE, Outcome.PARKED})
-"""A parked task is work that failed for good unless somebody fixes it: worth a look."""
+_WARNINGS = frozenset(
+    {Outcome.INVALID_SIGNAL, Outcome.SKIPPED_FIX_INEFFECTIVE, Outcome.PARKED, Outcome.CANCELLED}
+)
+"""A parked task is work that failed for good unless somebody fixes it: worth a look. A
+cancelled re-drive leaves its tasks to Cloud Tasks' own retries: worth knowing."""
 _REDELIVER = frozenset({Outcome.FAILED, Outcome.DEFERRED})

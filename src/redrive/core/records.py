@@ -16,6 +16,7 @@ from typing import Any
 
 from redrive.core.config import Settings
 from redrive.core.decide import Decision, Failure, FixEvidence, RunResult, SignalRef
+from redrive.core.gone import Gone
 from redrive.core.names import TaskName
 from redrive.core.outcomes import Outcome
 from redrive.core.redact import redact_urls
@@ -61,6 +62,8 @@ def build_record(
     job: str | None = None,
     claim: Mapping[str, Any] | None = None,
     parked: Mapping[str, Any] | None = None,
+    not_found: Gone | None = None,
+    redrive_id: str | None = None,
     dry_run: bool = False,
     duration_ms: float = 0.0,
     api_version: str = "v2beta3",
@@ -121,6 +124,8 @@ def build_record(
         "job": job,
         "claim": dict(claim) if claim is not None else None,
         "parked": dict(parked) if parked is not None else None,
+        "not_found": not_found.value if not_found is not None else None,
+        "redrive_id": redrive_id,
         "dry_run": dry_run,
         "duration_ms": round(duration_ms, 1),
         "api_version": api_version,
@@ -201,11 +206,14 @@ class Result:
     """When the work is worth delivering again, if known (run_job's Retry-After)."""
     parked: dict[str, Any] | None = None
     """Parking and restoring: the parked copy, its origin, why, and the restored task."""
+    gone: Gone | None = None
+    """For NOT_FOUND: what Cloud Tasks said of the name (recently existed, or not)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, decision: Decision, **kwargs: Any) -> Result:
         assert decision.outcome is not None
+        kwargs.setdefault("gone", decision.gone)
         return cls(decision.outcome, decision.reason, decision.http_status, **kwargs)
 
 
@@ -217,6 +225,7 @@ def result_record(
     settings: Settings,
     duration_ms: float,
     entry_point: str,
+    redrive_id: str | None = None,
 ) -> dict[str, Any]:
     """The outcome record of one Result, for handle_signal, run_job, the sweep and the CLI."""
     return build_record(
@@ -232,6 +241,8 @@ def result_record(
         job=result.job,
         claim=result.claim,
         parked=result.parked,
+        not_found=result.gone,
+        redrive_id=redrive_id,
         dry_run=settings.dry_run,
         duration_ms=duration_ms,
         api_version=settings.tasks_api,

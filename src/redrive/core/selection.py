@@ -1,6 +1,6 @@
 """Which tasks a sweep re-drives, and which queues a deploy or queue alert means: pure, no I/O.
 
-- `select(state, deployed_at)`: the verdict for one listed task (table-tested);
+- `select(state, deployed_at, statuses)`: the verdict for one listed task (table-tested);
 - `plan_for(signal, ref, settings)`: the queues a Deploy or QueueAlert asks to sweep, and why.
 """
 
@@ -16,6 +16,7 @@ from redrive.core.names import QueueName
 from redrive.core.parking import RestoreScope
 from redrive.core.signals import Deploy, Patrol, QueueAlert
 from redrive.core.state import TaskState
+from redrive.core.statuses import StatusFilter
 
 
 class Pick(StrEnum):
@@ -33,13 +34,19 @@ class Pick(StrEnum):
     """Dispatched again at or after the deploy: the fixed code already had its chance."""
     NO_ATTEMPT_TIME = "NO_ATTEMPT_TIME"
     """Failed, but with no attempt time to place it before the deploy: not guessed."""
+    OTHER_STATUS = "OTHER_STATUS"
+    """Would be selected, but its last attempt failed with a status the re-drive does not take
+    (a 404 when the fix was for the 500s): left to its own retries."""
 
 
-def select(state: TaskState, deployed_at: datetime | None) -> Pick:
+def select(
+    state: TaskState, deployed_at: datetime | None, statuses: StatusFilter | None = None
+) -> Pick:
     """Should this listed task be re-driven? Tasks that succeeded are gone and never listed.
 
     `deployed_at` None (a queue alert) selects every failed, finished task; the fix check then
-    decides for each one.
+    decides for each one. `statuses` (None: every failure) is asked last, so OTHER_STATUS counts
+    exactly the tasks the filter left alone.
     """
     if state.in_flight:
         return Pick.IN_FLIGHT
@@ -48,13 +55,19 @@ def select(state: TaskState, deployed_at: datetime | None) -> Pick:
     if not state.last_failed:
         return Pick.LAST_OK
     if deployed_at is None:
-        return Pick.SELECTED
+        return _by_status(state, statuses)
     failed_at = state.failed_at
     if failed_at is None:
         return Pick.NO_ATTEMPT_TIME
     if failed_at >= deployed_at:
         return Pick.AFTER_DEPLOY
-    return Pick.SELECTED
+    return _by_status(state, statuses)
+
+
+def _by_status(state: TaskState, statuses: StatusFilter | None) -> Pick:
+    if statuses is None or statuses.matches(state):
+        return Pick.SELECTED
+    return Pick.OTHER_STATUS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,6 +97,9 @@ class SweepPlan:
     """`projects/P/locations/L` whose every queue is swept too (an allowlist pattern)."""
     restore: RestoreScope | None = None
     """Purpose `restore` (an operator's): the parked tasks to restore."""
+    statuses: StatusFilter | None = None
+    """The last-attempt statuses re-driven (the signal's, else REDRIVE_SWEEP_STATUSES); None:
+    every failure."""
 
 
 def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) -> SweepPlan:
@@ -95,9 +111,11 @@ def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) ->
     with the revision fix check the exact queues of REDRIVE_ALLOWED_QUEUES are swept and each
     task's own service revision decides; otherwise nothing is swept (`note` says why).
     QueueAlert: its one queue, the configured fix check deciding per task.
+    The statuses re-driven are the deploy's own, else REDRIVE_SWEEP_STATUSES.
     """
+    default = settings.sweep_statuses
     if isinstance(signal, QueueAlert):
-        return SweepPlan((signal.queue,), None, ref, "alert")
+        return SweepPlan((signal.queue,), None, ref, "alert", statuses=default)
     if not isinstance(signal, Deploy):
         raise TypeError(f"not a sweep signal: {type(signal).__name__}")
     found: list[QueueName] = list(signal.queues)
@@ -109,6 +127,7 @@ def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) ->
         found.extend(mapped)
     queues = tuple(dict.fromkeys(found))
     services = tuple(signal.services)
+    statuses = signal.statuses if signal.statuses is not None else default
     if queues:
         from_map = len(queues) > len(set(signal.queues))
         basis = {
@@ -116,7 +135,9 @@ def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) ->
             (False, True): "service map",
             (True, True): "signal and service map",
         }[(bool(signal.queues), from_map)]
-        return SweepPlan(queues, signal.deployed_at, ref, basis, services, tuple(unmapped))
+        return SweepPlan(
+            queues, signal.deployed_at, ref, basis, services, tuple(unmapped), statuses=statuses
+        )
     named = ", ".join(services) or "no service"
     allowed = tuple(
         queue
@@ -129,7 +150,14 @@ def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) ->
             "task's Cloud Run revision decides (the deploy is not taken as evidence)"
         )
         return SweepPlan(
-            allowed, None, ref, "allowlist, revision check", services, tuple(unmapped), note
+            allowed,
+            None,
+            ref,
+            "allowlist, revision check",
+            services,
+            tuple(unmapped),
+            note,
+            statuses,
         )
     note = (
         f"the deploy of {named} maps to no queue: name its queues in the message or map its "
@@ -142,7 +170,9 @@ def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) ->
             else "; REDRIVE_ALLOWED_QUEUES lists no exact queue to sweep)"
         )
     )
-    return SweepPlan((), signal.deployed_at, ref, "none", services, tuple(unmapped), note)
+    return SweepPlan(
+        (), signal.deployed_at, ref, "none", services, tuple(unmapped), note, statuses=statuses
+    )
 
 
 def patrol_plan(signal: Patrol, ref: SignalRef, settings: Settings) -> SweepPlan:

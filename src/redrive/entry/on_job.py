@@ -29,6 +29,7 @@ from redrive.core.jobs import Job
 from redrive.core.names import TASK_ID_RE
 from redrive.core.outcomes import Outcome
 from redrive.core.records import Result
+from redrive.core.redrives import owner_for
 from redrive.runtime import Runtime, get_runtime
 
 ENTRY_POINT = "run_job"
@@ -47,11 +48,19 @@ def handle_job(
     settings = rt.settings
     ref = SignalRef("job", "redrive-queue", None, None)
 
+    rid: str | None = None
+
     def answer(
         result: Result, failure: Failure | None, signal: SignalRef
     ) -> tuple[int, dict[str, Any]]:
         pipeline.record(
-            rt, result, failure=failure, signal=signal, entry_point=ENTRY_POINT, started=started
+            rt,
+            result,
+            failure=failure,
+            signal=signal,
+            entry_point=ENTRY_POINT,
+            started=started,
+            redrive_id=rid,
         )
         body: dict[str, Any] = {
             "outcome": result.outcome.value,
@@ -89,6 +98,7 @@ def handle_job(
         # 200 on purpose: Cloud Tasks retries any other status, and a malformed job stays so.
         return answer(Result(Outcome.INVALID_SIGNAL, f"invalid redrive job: {err}"), None, ref)
     failure = job.failure()
+    rid = job.redrive
     job_id = header(headers, TASK_NAME_HEADER)
     try:
         refusal = verify(job_id, body, rt)
@@ -96,7 +106,13 @@ def handle_job(
         return answer(Result.of(rt.for_error(err)), failure, job.signal)
     if refusal is not None:
         return answer(Result(Outcome.INVALID_SIGNAL, refusal, 403), failure, job.signal)
-    request = pipeline.Request(failure, pipeline.Act.RUN, evidence=job.fix, owner=f"job:{job_id}")
+    request = pipeline.Request(
+        failure,
+        pipeline.Act.RUN,
+        evidence=job.fix,
+        owner=owner_for(f"job:{job_id}", rid),
+        redrive_id=rid,
+    )
     result = pipeline.process(request, rt)
     result.job = job_id
     return answer(result, failure, job.signal)

@@ -41,6 +41,7 @@ from redrive.core.decide import (
     decide,
     screen,
 )
+from redrive.core.gone import Gone
 from redrive.core.jobs import Job, JobTask, job_task
 from redrive.core.outcomes import Outcome
 from redrive.core.records import Result, result_record
@@ -126,7 +127,10 @@ def prepare(request: Request, rt: Runtime) -> Result | Pending:
     evidence: FixEvidence | None = None
     try:
         if state is None:
-            state = rt.tasks.get(failure.task)
+            looked = rt.tasks.lookup(failure.task)
+            if isinstance(looked, Gone):
+                return Result.of(decide(failure, looked, None, rt.policy, now))
+            state = looked
         decision = decide(failure, state, None, rt.policy, now, check_in_flight=check_in_flight)
         if decision.action is Action.CHECK_FIX:
             assert state is not None
@@ -143,12 +147,16 @@ def prepare(request: Request, rt: Runtime) -> Result | Pending:
             "every guard passed; REDRIVE_DRY_RUN is on, no job enqueued",
             state=state,
             fix=evidence,
-            job=_job(failure, state, evidence, rt).name,
+            job=_job(failure, state, evidence, rt, request.redrive_id).name,
         )
     if decision.action is not Action.RUN:
         return Result.of(decision, state=state, fix=evidence)
     assert state is not None
-    job = _job(failure, state, evidence, rt) if request.act is Act.ENQUEUE else None
+    job = (
+        _job(failure, state, evidence, rt, request.redrive_id)
+        if request.act is Act.ENQUEUE
+        else None
+    )
     return Pending(request, state, evidence, job)
 
 
@@ -192,11 +200,12 @@ def _run(pending: Pending, rt: Runtime) -> Result:
         if time.monotonic() - read_at > STALE_AFTER_S:
             # The task may have moved meanwhile (a throttle wait, a listing): decide again on a
             # fresh read.
-            fresh = rt.tasks.get(failure.task)
+            fresh = rt.tasks.lookup(failure.task)
             decision = decide(failure, fresh, evidence, rt.policy, rt.clock())
             if decision.action is not Action.RUN:
-                return Result.of(decision, state=fresh, fix=evidence)
-            assert fresh is not None
+                shown = None if isinstance(fresh, Gone) else fresh
+                return Result.of(decision, state=shown, fix=evidence)
+            assert isinstance(fresh, TaskState)
             state = fresh
         claimed = _claim(request, state, evidence, rt)
     except errors.RedriveError as err:
@@ -243,11 +252,12 @@ def _recreate(pending: Pending, rt: Runtime) -> Result:
         )
     try:
         original = rt.tasks.read_original(failure.task)
-        fresh = TaskState.from_task(original) if original is not None else None
+        fresh = original if isinstance(original, Gone) else TaskState.from_task(original)
         decision = decide(failure, fresh, evidence, rt.policy, rt.clock())
         if decision.action is not Action.RUN:
-            return Result.of(decision, state=fresh, fix=evidence)
-        assert fresh is not None and original is not None
+            shown = None if isinstance(fresh, Gone) else fresh
+            return Result.of(decision, state=shown, fix=evidence)
+        assert isinstance(fresh, TaskState) and not isinstance(original, Gone)
         state = fresh
         too_soon = _too_soon_to_recreate(state, rt)
         if too_soon is not None:
@@ -400,13 +410,20 @@ def _throttle_wait_s(request: Request, rt: Runtime) -> float:
     return max(rt.settings.retry_deadline_s, 1.0)
 
 
-def _job(failure: Failure, state: TaskState, evidence: FixEvidence | None, rt: Runtime) -> JobTask:
+def _job(
+    failure: Failure,
+    state: TaskState,
+    evidence: FixEvidence | None,
+    rt: Runtime,
+    redrive_id: str | None = None,
+) -> JobTask:
     """The redrive job for a failure: named after the task and its failed attempt's dispatch
     count, so a second producer of the same failure meets ALREADY_EXISTS; it carries the fix
-    evidence found here, for run_job."""
+    evidence found here, for run_job, and the bulk re-drive it belongs to (not in its name: a
+    per-task signal and a sweep must meet on the same name)."""
     settings = rt.settings
     assert settings.redrive_queue is not None and settings.job_url is not None
-    job = Job.for_failure(failure, state.dispatch_count, evidence)
+    job = Job.for_failure(failure, state.dispatch_count, evidence, redrive_id)
     return job_task(
         job,
         settings.redrive_queue,
@@ -425,6 +442,7 @@ def record(
     entry_point: str,
     started: float | None = None,
     extra: dict[str, object] | None = None,
+    redrive_id: str | None = None,
 ) -> None:
     """Log one outcome line for `result` (duration from `started`, a time.monotonic() value)."""
     line = result_record(
@@ -434,6 +452,7 @@ def record(
         settings=rt.settings,
         duration_ms=0.0 if started is None else (time.monotonic() - started) * 1000,
         entry_point=entry_point,
+        redrive_id=redrive_id,
     )
     if extra:
         line.update(extra)

@@ -63,7 +63,10 @@ class Request:
     slot in time the Result is FAILED (429) and its `extra` says `no_run_slot`."""
     owner: str = "unknown"
     """Who acts: the delivery that may come back after a fault (`msg:<Pub/Sub message id>`,
-    `job:<redrive job name>`, `cli:<run id>`); the claim is held in its name."""
+    `job:<redrive job name>`, `cli:<run id>`; `@rd-...` for a bulk re-drive's); the claim is
+    held in its name."""
+    redrive_id: str | None = None
+    """The bulk re-drive this request belongs to (core.redrives); its job carries it."""
     parked: TaskName | None = None
     """For `Act.RESTORE`: the parked copy (the failure's task is its origin)."""
     again: bool = False

@@ -18,6 +18,7 @@ from redrive.core.signals._common import (
     type_name,
 )
 from redrive.core.signals.model import Deploy, Ignored, Invalid, Parsed, SignalError
+from redrive.core.statuses import StatusFilter, StatusFilterError
 
 _T = TypeVar("_T")
 
@@ -215,6 +216,7 @@ def _plain(body: Any, fallback: datetime) -> Parsed:
         services=_unique(services),
         queues=_unique(queues),
         version=version or None,
+        statuses=_statuses(body.get("statuses"), "deployed.statuses"),
     )
     return Parsed("deploy", (deploy,), {})
 
@@ -246,6 +248,20 @@ def _services(value: Any, what: str) -> list[str]:
                 f"{clip(service)}"
             )
     return services
+
+
+def _statuses(value: Any, what: str) -> StatusFilter | None:
+    """A status list (core.statuses) as a comma-separated string or an array of strings."""
+    if value is None:
+        return None
+    if not isinstance(value, str | list) or (
+        isinstance(value, list) and not all(isinstance(item, str) for item in value)
+    ):
+        raise SignalError(f"{what} must be a string or an array of strings, got {type_name(value)}")
+    try:
+        return StatusFilter.parse(value, what)
+    except StatusFilterError as err:
+        raise SignalError(str(err)) from None
 
 
 def _queues(value: Any, what: str) -> list[QueueName]:

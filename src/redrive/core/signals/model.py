@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from redrive.core.names import QueueName, TaskName
+from redrive.core.statuses import StatusFilter
 
 
 class SignalError(Exception):
@@ -54,6 +55,9 @@ class Deploy:
     services: tuple[str, ...] = ()  # short ids or projects/P/locations/L/services/S
     queues: tuple[QueueName, ...] = ()
     version: str | None = None  # revision, image or commit when known
+    statuses: StatusFilter | None = None
+    """The last-attempt statuses the deploy fixed (the message's `statuses`); None: the
+    configured default (REDRIVE_SWEEP_STATUSES)."""
 
 
 @dataclass(frozen=True)
