@@ -32,7 +32,9 @@ from redrive.core.redrives import (
 
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 Q = "projects/p/locations/l/queues/billing"
-RID = redrive_id(SignalRef("deploy", "plain", "m-1"))
+_rid = redrive_id(SignalRef("deploy", "plain", "m-1"))
+assert _rid is not None
+RID: str = _rid
 assert RID is not None
 
 

@@ -177,7 +177,7 @@ def test_two_interleaved_redrives_status_and_cancel_one_while_the_other_goes_on(
 
     def settled() -> bool:
         s = world.status(cancelled_log)[rid_b]
-        return s["state"] == "finished"
+        return bool(s["state"] == "finished")
 
     wait_for(settled, "re-drive b to be finished, its broken task answered")
     status = world.status(cancelled_log)

@@ -157,7 +157,7 @@ def plan_for(signal: Deploy | QueueAlert, ref: SignalRef, settings: Settings) ->
             services,
             tuple(unmapped),
             note,
-            statuses,
+            statuses=statuses,
         )
     note = (
         f"the deploy of {named} maps to no queue: name its queues in the message or map its "

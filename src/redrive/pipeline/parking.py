@@ -28,6 +28,7 @@ from redrive.adapters.cloudtasks import Deleted, QueueInfo, Seen
 from redrive.core import errors
 from redrive.core.claims import FailureKey
 from redrive.core.decide import FixEvidence, already_retried
+from redrive.core.gone import Gone
 from redrive.core.names import TaskName
 from redrive.core.outcomes import Outcome
 from redrive.core.parking import (
@@ -114,11 +115,12 @@ def park(request: Request, base: Result, rt: Runtime) -> Result:
         )
     try:
         original = rt.tasks.read_original(failure.task)
-        if original is None:
+        if isinstance(original, Gone):
             return Result(
                 Outcome.NOT_FOUND,
                 "task no longer exists (it ran its attempt or was deleted) before it was parked",
                 fix=base.fix,
+                gone=original,
             )
         fresh = TaskState.from_task(original)
         retried = already_retried(failure, fresh, rt.settings.clock_skew_s)
@@ -215,6 +217,7 @@ def park(request: Request, base: Result, rt: Runtime) -> Result:
                 Outcome.NOT_FOUND,
                 "the original disappeared while it was being parked (it ran its attempt, or it "
                 "was deleted); its parked copy was withdrawn",
+                gone=Gone.EXISTED_RECENTLY,
                 **done,
             )
         return Result(
