@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,9 +35,12 @@ from redrive import pipeline
 from redrive.adapters.cloudtasks import CloudTasks, QueueRates
 from redrive.adapters.jobqueue import CONCURRENCY, JobQueue
 from redrive.core import errors
+from redrive.core.canary import Canary, Fate, Gate, Judgement, fate_of, gate_id, judge
+from redrive.core.canary import Verdict as CanaryVerdict
 from redrive.core.claims import Checkpoint
 from redrive.core.decide import Failure, FixEvidence, SignalRef
-from redrive.core.names import QueueName
+from redrive.core.jobs import JobTask
+from redrive.core.names import InvalidName, QueueName, TaskName
 from redrive.core.outcomes import Outcome
 from redrive.core.parking import Parked, RestoreScope, Verdict, park_check
 from redrive.core.plan import QueuePlan, pace_for, plan_record
@@ -114,7 +117,14 @@ class SweepReport:
     parking: dict[str, Any] = field(default_factory=dict)
     """The parking queue as this sweep saw it: parked tasks looked at and restored (a deploy),
     or counted, expiring and the queue's state (a patrol)."""
+    canaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Queue (or `restore:<queue>`) → its canaries and their verdict (released, halted, gated:
+    left to a gate job)."""
     duration_ms: float = 0.0
+
+    @property
+    def halted(self) -> list[str]:
+        return sorted(k for k, v in self.canaries.items() if v.get("verdict") == "halt")
 
     @property
     def redeliver(self) -> bool:
@@ -147,6 +157,7 @@ class SweepReport:
         unlisted = sorted(q for q, o in self.queue_outcomes.items() if o in _FAILURES)
         failed = bool(unlisted) or any(self.counts.get(o) for o in _FAILURES)
         failed = failed or self.parking.get("state") not in (None, "PAUSED")
+        failed = failed or bool(self.halted)
         complete = self.complete and not unlisted
         if not self.complete:
             done = "INCOMPLETE (budget spent; will be delivered again)"
@@ -170,6 +181,11 @@ class SweepReport:
             )
         else:
             message += _parking_note(self.parking)
+        if self.halted:
+            message += f"; HALTED in {', '.join(self.halted)} (canaries failed again)"
+        gated = sorted(k for k, v in self.canaries.items() if v.get("verdict") == "gated")
+        if gated:
+            message += f"; {len(gated)} queue(s) wait for their canaries (gate job)"
         if self.resumed_from_page:
             message += f"; resumed at page {self.resumed_from_page} (checkpoint)"
         if self.stopped_at:
@@ -201,6 +217,7 @@ class SweepReport:
             "resumed_from_page": self.resumed_from_page,
             "purpose": plan.purpose,
             "parking": dict(self.parking) or None,
+            "canaries": dict(self.canaries) or None,
             "duration_ms": round(self.duration_ms, 1),
             "dry_run": self.dry_run,
             "mode": self.mode,
@@ -233,6 +250,35 @@ def _parking_note(parking: dict[str, Any]) -> str:
     return note
 
 
+CANARY_POLL_S = 1.0
+"""How often a sweep looks at its canaries while it waits for them."""
+GATE_FIRST_CHECK_S = 5.0
+"""A gate job is due this long after its canary jobs: they go first (the redrive queue dispatches
+in schedule order), and an early gate only answers 503 and comes back."""
+
+
+@dataclass
+class _Canaries:
+    """One queue's canaries while a bulk re-drive collects and judges them."""
+
+    key: str
+    queue: QueueName
+    wanted: int
+    found: list[Canary] = field(default_factory=list)
+    verdict: CanaryVerdict | None = None
+    """None while collecting and waiting; RELEASE or HALT once judged."""
+    acted: int = 0
+    """Tasks of the queue acted on so far, canaries included."""
+
+    @property
+    def collecting(self) -> bool:
+        return self.verdict is None and len(self.found) < self.wanted
+
+
+class _QueueStop(Exception):  # noqa: N818 - a signal inside the driver, never raised out
+    """The queue's re-drive stops here: halted by its canaries, or left to its gate job."""
+
+
 class BudgetSpent(Exception):  # noqa: N818 - a signal inside the driver, never raised out
     """The sweep's time budget ran out."""
 
@@ -252,9 +298,13 @@ class Sweeper:
         on_progress: Callable[[Progress], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         owner: str | None = None,
+        release: bool = False,
     ) -> None:
         self.rt = rt
         self.owner = owner
+        self.release = release
+        """A gate job's release of one queue (its canaries passed): no plan line, no canaries,
+        no parking pass."""
         """Who holds the claims of a direct-mode sweep: by default the signal's delivery."""
         self.settings = rt.settings
         self.budget_s = rt.settings.sweep_budget_s if budget_s is None else budget_s
@@ -292,8 +342,10 @@ class Sweeper:
         self._clean = True
         self._page_faults = 0
         self._methods: dict[str, Method] = {}
+        self._gates: dict[str, _Canaries | None] = {}
+        self._planned: dict[str, int | None] = {}
         try:
-            if plan.purpose == "redrive":
+            if plan.purpose == "redrive" and not self.release:
                 self._plan_line(plan)
             for queue in self._queues(plan):
                 if not self._queue_allowed(queue):
@@ -305,7 +357,8 @@ class Sweeper:
                     break
             else:
                 try:
-                    self._parking_pass()
+                    if not self.release:
+                        self._parking_pass()
                 except BudgetSpent:
                     report.complete = False
         finally:
@@ -334,6 +387,7 @@ class Sweeper:
             redrive_id=self._rid,
         )
         self._methods = {}
+        self._planned = {}
         return self._plan_line(plan)
 
     # -- the plan ----------------------------------------------------------------------------
@@ -350,6 +404,7 @@ class Sweeper:
             if qp.error is not None and not qp.tasks_seen:
                 continue  # not listed at all: the sweep meets (and reports) the same fault
             self._choose_method(queue, qp.selected, complete=qp.counted)
+            self._planned[str(queue)] = qp.selected if qp.counted else None
             qp.method = self._methods[str(queue)]
             qp.why = self._report.methods[str(queue)]["why"]
         self._paces(allowed, counts)
@@ -540,10 +595,12 @@ class Sweeper:
                         queue, len(chosen), complete=not page.next_token
                     )
                 if method is Method.RECREATE:
-                    self._recreate_page(chosen)
+                    self._recreate_page(queue, chosen)
                     continue
                 self._handle_page(queue, number=number, token=token, chosen=chosen)
                 self._checkpoint(queue, page)
+        except _QueueStop:
+            return
         except errors.RedriveError as err:
             decision = self.rt.for_error(err)
             assert decision.outcome is not None
@@ -670,7 +727,13 @@ class Sweeper:
                 )
                 requests.append((failure, request))
             stats["restore_selected"] += len(requests)
-            self._act_all(requests)
+            by_origin: dict[QueueName, list[tuple[Failure, pipeline.Request]]] = {}
+            for item in requests:
+                by_origin.setdefault(item[0].task.queue_name, []).append(item)
+            for origin, items in by_origin.items():
+                left = self._act_gated(f"restore:{origin}", origin, items)
+                if left:
+                    stats["restore_halted"] = stats.get("restore_halted", 0) + left
 
     def _census(self, parking_queue: QueueName) -> None:
         """Count the parked tasks, those near the parking queue's retention limit, and check
@@ -774,17 +837,17 @@ class Sweeper:
         self._methods[str(queue)] = choice.method
         return choice.method
 
-    def _recreate_page(self, chosen: list[tuple[int, TaskState]]) -> None:
+    def _recreate_page(self, queue: QueueName, chosen: list[tuple[int, TaskState]]) -> None:
         """Re-create a page's tasks, RECREATE_WORKERS at a time: re-creates spend no RunTask
         quota (the target queue's own rate throttles the copies), so nothing waits for a slot.
         A page is all or nothing, as in queued mode (the budget is checked before each page)."""
         failures = [self._failure(state) for _, state in chosen]
-        self._act_all(
-            [
-                (f, self._request(f, s, pipeline.Act.RECREATE))
-                for f, (_, s) in zip(failures, chosen, strict=True)
-            ]
-        )
+        requests = [
+            (f, self._request(f, s, pipeline.Act.RECREATE))
+            for f, (_, s) in zip(failures, chosen, strict=True)
+        ]
+        if self._act_gated(str(queue), queue, requests):
+            raise _QueueStop
 
     def _handle_page(
         self,
@@ -795,6 +858,9 @@ class Sweeper:
         chosen: list[tuple[int, TaskState]],
     ) -> None:
         if not self.settings.queued:
+            gate = self._canaries(str(queue), queue)
+            if gate is not None and gate.verdict is CanaryVerdict.HALT:
+                raise _QueueStop
             for index, state in chosen:
                 self._check_budget(queue, number, token, index)
                 failure = self._failure(state)
@@ -805,6 +871,10 @@ class Sweeper:
                     # No RunTask slot before the budget ends: stop here; the redelivery goes on.
                     self._stop(queue, number, token, index)
                 self._done(failure, result)
+                if gate is not None and self._collected(gate, failure, result):
+                    self._await_canaries(gate)
+                    if gate.verdict is CanaryVerdict.HALT:
+                        raise _QueueStop
             return
         # Queued mode: a page is all or nothing (the budget was checked before listing it). On a
         # redelivery every selected task's job is created again: its name is taken when it was
@@ -816,6 +886,21 @@ class Sweeper:
             return
         states = [state for _, state in chosen]
         failures = [self._failure(state) for state in states]
+        gate = self._canaries(str(queue), queue) if self._rid is not None else None
+        if gate is not None and gate.verdict is CanaryVerdict.HALT:
+            raise _QueueStop
+        if gate is not None and gate.collecting:
+            # Canary jobs one at a time until enough are queued; then the gate job takes the rest.
+            while states and gate.collecting:
+                failure, state = failures.pop(0), states.pop(0)
+                result = self._enqueue_all([failure], [state])[0]
+                self._page_faults += result.outcome.redeliver
+                self._done(failure, result)
+                self._collected(gate, failure, result)
+            if not gate.collecting:
+                self._create_gate(gate)
+                raise _QueueStop
+            return
         for failure, result in zip(failures, self._enqueue_all(failures, states), strict=True):
             self._page_faults += result.outcome.redeliver
             self._done(failure, result)
@@ -838,6 +923,222 @@ class Sweeper:
             item if isinstance(item, Result) else pipeline.finish(item, next(answers), self.rt)
             for item in planned
         ]
+
+    # -- canaries ----------------------------------------------------------------------------
+
+    def _canaries(self, key: str, queue: QueueName) -> _Canaries | None:
+        """The canaries of a queue's bulk re-drive (`key`: the queue, or `restore:<queue>`);
+        None when it takes none: canaries off, a dry run, a gate's release, or a queue whose
+        counted selection fits within the canaries themselves (nothing would be left to
+        protect)."""
+        if key not in self._gates:
+            wanted = self.settings.canaries
+            planned = self._planned.get(key)
+            off = not wanted or self.settings.dry_run or self.release
+            gate = (
+                None
+                if off or (planned is not None and planned <= wanted)
+                else _Canaries(key, queue, wanted)
+            )
+            known = self._known_verdict(key) if gate is not None else None
+            if known is not None:
+                verdict, reason = known
+                if verdict == CanaryVerdict.RELEASE.value:
+                    gate = None  # released by an earlier delivery: no new canaries
+                elif verdict == CanaryVerdict.HALT.value and gate is not None:
+                    gate.verdict = CanaryVerdict.HALT
+                    said = f"halted by an earlier delivery: {reason}"
+                    self._report.canaries[key] = {"verdict": verdict, "reason": said}
+                    self._report.queue_outcomes[key] = Outcome.HALTED.value
+                    record_halted(
+                        self.rt,
+                        queue,
+                        None,
+                        reason=said,
+                        left=planned,
+                        signal=self._plan.signal,
+                        entry_point=self.entry_point,
+                        redrive=self._rid,
+                        restore=key.startswith("restore:"),
+                    )
+            self._gates[key] = gate
+        return self._gates[key]
+
+    def _known_verdict(self, key: str) -> tuple[str, str] | None:
+        claims = self.rt.claims
+        if claims is None or self._rid is None:
+            return None
+        return claims.canary_verdict_of(f"{self._rid}|{key}")
+
+    def _keep_verdict(self, key: str, judged: Judgement) -> None:
+        claims = self.rt.claims
+        if claims is not None and self._rid is not None:
+            claims.canary_verdict(f"{self._rid}|{key}", judged.verdict.value, judged.reason)
+
+    def _collected(self, gate: _Canaries, failure: Failure, result: Result) -> bool:
+        """Count an acted task; True when it completes the canaries (time to judge them)."""
+        gate.acted += 1
+        if not gate.collecting:
+            return False
+        canary = self._canary_of(failure, result)
+        if canary is None:
+            return False
+        gate.found.append(canary)
+        return not gate.collecting
+
+    def _canary_of(self, failure: Failure, result: Result) -> Canary | None:
+        """What to watch for a task this re-drive re-ran (None: it did not re-run it)."""
+        outcome = result.outcome
+        if outcome is Outcome.DISPATCHED or (
+            self.settings.queued and outcome in (Outcome.QUEUED, Outcome.SKIPPED_DUPLICATE)
+        ):
+            # The forced attempt is the next dispatch after the failed one.
+            return Canary(failure.task, (failure.dispatch_count or 0) + 1)
+        if outcome is Outcome.RECREATED and result.run is not None and result.run.copy:
+            return Canary(result.run.copy, 1, failure.task)
+        restored = (result.parked or {}).get("restored_as")
+        if outcome is Outcome.RESTORED and isinstance(restored, str):
+            try:
+                return Canary(TaskName.parse(restored), 1, failure.task)
+            except InvalidName:
+                return None
+        return None
+
+    def _act_gated(
+        self, key: str, queue: QueueName, requests: list[tuple[Failure, pipeline.Request]]
+    ) -> int:
+        """Act on requests (re-creates, restores) behind the queue's canaries: the first ones
+        one by one until the canaries are complete, then judge them, then the rest at full
+        speed. Returns how many were left alone because the canaries halted the queue."""
+        gate = self._canaries(key, queue)
+        start = 0
+        if gate is not None and gate.verdict is None:
+            while start < len(requests) and gate.collecting:
+                failure, request = requests[start]
+                start += 1
+                result = pipeline.process(request, self.rt)
+                self._done(failure, result)
+                if self._collected(gate, failure, result):
+                    self._await_canaries(gate)
+        if gate is not None and gate.verdict is CanaryVerdict.HALT:
+            return len(requests) - start
+        if gate is not None and gate.collecting:
+            return 0
+        rest = requests[start:]
+        self._act_all(rest)
+        if gate is not None:
+            gate.acted += len(rest)
+        return 0
+
+    def _await_canaries(self, gate: _Canaries) -> None:
+        """Wait for the canaries' forced attempts to be answered (at most REDRIVE_CANARY_TIMEOUT_S,
+        and never past the sweep's budget: a sweep delivered again must not pick new canaries
+        on and on), then judge them; a halt logs one HALTED line for the queue."""
+        settings = self.settings
+        waited_for = min(settings.canary_timeout_s, self._remaining())
+        started = self._monotonic()
+        until = started + waited_for
+        while True:
+            fates = [self._fate(canary) for canary in gate.found]
+            judged = judge(
+                fates,
+                failures_to_halt=settings.canary_failures,
+                timed_out=self._monotonic() >= until,
+                timeout_s=round(waited_for, 1),
+            )
+            if judged.verdict is not CanaryVerdict.WAIT:
+                break
+            time.sleep(max(0.05, min(CANARY_POLL_S, until - self._monotonic())))
+        gate.verdict = judged.verdict
+        self._keep_verdict(gate.key, judged)
+        self._canary_report(gate, judged, waited_s=self._monotonic() - started)
+        if judged.verdict is CanaryVerdict.HALT:
+            self._halt_line(gate.queue, gate.key, judged, self._left(gate))
+
+    def _fate(self, canary: Canary) -> tuple[Fate, str | None]:
+        try:
+            return fate_of(canary, self.rt.tasks.get(canary.watch))
+        except errors.RedriveError:
+            return Fate.WAITING, None  # unreadable for now: judged again, or at the timeout
+
+    def _left(self, gate: _Canaries) -> int | None:
+        planned = self._planned.get(gate.key)
+        return None if planned is None else max(0, planned - gate.acted)
+
+    def _canary_report(self, gate: _Canaries, judged: Judgement, **more: Any) -> None:
+        self._report.canaries[gate.key] = {
+            **judged.fields(),
+            "reason": judged.reason,
+            "canaries": [c.fields() for c in gate.found],
+            **{k: round(v, 1) if isinstance(v, float) else v for k, v in more.items()},
+        }
+
+    def _halt_line(self, queue: QueueName, key: str, judged: Judgement, left: int | None) -> None:
+        self._report.queue_outcomes[key] = Outcome.HALTED.value
+        record_halted(
+            self.rt,
+            queue,
+            judged,
+            left=left,
+            signal=self._plan.signal,
+            entry_point=self.entry_point,
+            redrive=self._rid,
+            restore=key.startswith("restore:"),
+        )
+
+    def _create_gate(self, gate: _Canaries) -> None:
+        """Queued mode: the gate job that judges the queue's canary jobs once they ran, and
+        then releases the rest of the queue (run_job sweeps it) or halts it. Named after the
+        re-drive and the queue: a redelivered sweep meets its own gate."""
+        settings, plan = self.settings, self._plan
+        assert self._rid is not None
+        assert settings.redrive_queue is not None and settings.job_url is not None
+        now = self.rt.clock()
+        body = Gate(
+            redrive=self._rid,
+            queue=gate.queue,
+            canaries=tuple(gate.found),
+            until=now + timedelta(seconds=GATE_FIRST_CHECK_S + settings.canary_timeout_s),
+            timeout_s=settings.canary_timeout_s,
+            failures_to_halt=settings.canary_failures,
+            signal=plan.signal,
+            deployed_at=plan.deployed_at,
+            statuses=plan.statuses,
+            services=plan.services,
+            basis=plan.basis,
+            selected=self._planned.get(gate.key),
+        )
+        name = f"{settings.redrive_queue}/tasks/{gate_id(self._rid, gate.queue)}"
+        job = JobTask(
+            name=name,
+            url=settings.job_url,
+            body=body.to_json(),
+            service_account=settings.job_service_account,
+            dispatch_deadline_s=settings.job_deadline_s,
+            schedule_time=now + timedelta(seconds=GATE_FIRST_CHECK_S),
+        )
+        created = self.rt.tasks.create(settings.redrive_queue, job)
+        self._report.queue_outcomes[gate.key] = Outcome.GATED.value
+        self._report.canaries[gate.key] = {
+            "verdict": "gated",
+            "gate": name,
+            "created": created,
+            "canaries": [c.fields() for c in gate.found],
+        }
+        made = "created" if created else "already there (an earlier delivery made it)"
+        pipeline.record(
+            self.rt,
+            Result(
+                Outcome.GATED,
+                f"{len(gate.found)} canary job(s) queued; the gate job {name.rsplit('/', 1)[-1]} "
+                f"({made}) checks them and releases or halts the rest",
+            ),
+            failure=None,
+            signal=plan.signal,
+            entry_point=self.entry_point,
+            redrive_id=self._rid,
+            extra={"sweep": True, "queue": str(gate.queue), "gate": name},
+        )
 
     def _check_budget(self, queue: QueueName, page: int, token: str, index: int) -> None:
         if self._monotonic() >= self._deadline:
@@ -926,6 +1227,44 @@ class Sweeper:
     def _notify(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self._progress)
+
+
+def record_halted(
+    rt: Runtime,
+    queue: QueueName,
+    judged: Judgement | None,
+    *,
+    reason: str | None = None,
+    left: int | None,
+    signal: SignalRef,
+    entry_point: str,
+    redrive: str | None,
+    restore: bool = False,
+) -> None:
+    """The one HALTED line of a queue whose canaries failed again (or never answered)."""
+    rest = (
+        "its parked tasks stay parked"
+        if restore
+        else "its other tasks keep Cloud Tasks' own retries"
+    )
+    count = "" if left is None else f" ({left} task(s) left alone)"
+    reason = f"{reason or (judged.reason if judged else 'halted')}; {rest}{count}"
+    what = "restore of" if restore else "re-drive of"
+    pipeline.record(
+        rt,
+        Result(Outcome.HALTED, reason),
+        failure=None,
+        signal=signal,
+        entry_point=entry_point,
+        redrive_id=redrive,
+        extra={
+            "sweep": True,
+            "queue": str(queue),
+            "message": f"HALTED {what} {queue}: {reason}"[:1000],
+            "canaries": judged.fields() if judged else None,
+            "left": left,
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------

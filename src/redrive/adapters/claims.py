@@ -18,12 +18,14 @@ Happy path: one GetTask (fix marker, NOT_FOUND) and two CreateTask calls before 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from redrive.adapters.cloudtasks import CloudTasks
 from redrive.core import errors
+from redrive.core.canary import verdict_id
 from redrive.core.claims import (
     MARKER_URL,
     MAX_RUNGS,
@@ -235,6 +237,33 @@ class Claims:
         )
         with contextlib.suppress(errors.RedriveError):
             self.tasks.create(self.queue, spec)
+
+    def canary_verdict(self, key: str, verdict: str, reason: str) -> None:
+        """Record a bulk re-drive's verdict on a queue's canaries (`key`: the re-drive and the
+        queue), so that a redelivered sweep neither picks new canaries after a release nor goes
+        on after a halt. Best effort: without it a redelivery judges new canaries."""
+        spec = JobTask(
+            name=f"{self.queue}/tasks/{verdict_id(key)}",
+            url=MARKER_URL,
+            body=json.dumps({"verdict": verdict, "reason": reason[:1000]}).encode(),
+            schedule_time=self._schedule(),
+        )
+        with contextlib.suppress(errors.RedriveError):
+            self.tasks.create(self.queue, spec)
+
+    def canary_verdict_of(self, key: str) -> tuple[str, str] | None:
+        """The verdict recorded for `key`, or None (none yet, or unreadable for now)."""
+        try:
+            found = self.tasks.get_full(f"{self.queue}/tasks/{verdict_id(key)}")
+        except errors.RedriveError:
+            return None
+        if found is None:
+            return None
+        try:
+            data = json.loads(found[1])
+            return str(data["verdict"]), str(data["reason"])
+        except (ValueError, KeyError, TypeError):
+            return None
 
     def resume_point(self, sweep: str, queue: QueueName) -> Checkpoint | None:
         """The last checkpoint of a sweep in a queue (pages are checkpointed in order, so the

@@ -85,6 +85,25 @@ ENV_VARS: dict[str, EnvVar] = {
             "parking queue's own retention limit removes them.",
         ),
         EnvVar(
+            "REDRIVE_CANARIES",
+            "3",
+            "A bulk re-drive (sweep, restore) first re-drives this many tasks of each queue and "
+            "goes on with the rest only when they did not fail again; 0: no canaries (at most "
+            "20).",
+        ),
+        EnvVar(
+            "REDRIVE_CANARY_FAILURES",
+            "1",
+            "Canaries of a queue that must fail again to halt its re-drive (1 to "
+            "REDRIVE_CANARIES).",
+        ),
+        EnvVar(
+            "REDRIVE_CANARY_TIMEOUT_S",
+            "120",
+            "How long a bulk re-drive waits for its canaries' forced attempts to be answered; "
+            "past it, the rest goes only if at least one canary succeeded.",
+        ),
+        EnvVar(
             "REDRIVE_JOB_DEADLINE_S",
             None,
             "Dispatch deadline of redrive jobs, in whole seconds (15 to 1800): how long the "
@@ -302,6 +321,9 @@ class Settings:
     park_margin_s: float = 30.0
     park_before_expiry_s: float = 86400.0
     parked_warn_s: float = 604800.0
+    canaries: int = 3
+    canary_failures: int = 1
+    canary_timeout_s: float = 120.0
     tasks_api: str = "v2beta3"
     response_view: str = "BASIC"
     fix_check: str = "revision"
@@ -369,6 +391,16 @@ class Settings:
             raise ConfigError(
                 "REDRIVE_JOB_DEADLINE_S must be whole seconds from 15 to 1800 (Cloud Tasks' "
                 f"dispatch deadline range), got {self.job_deadline_s}"
+            )
+        if not 0 <= self.canaries <= MAX_CANARIES:
+            raise ConfigError(
+                f"REDRIVE_CANARIES must be a whole number from 0 (no canaries) to {MAX_CANARIES}, "
+                f"got {self.canaries}"
+            )
+        if self.canaries and not 1 <= self.canary_failures <= self.canaries:
+            raise ConfigError(
+                f"REDRIVE_CANARY_FAILURES must be from 1 to REDRIVE_CANARIES ({self.canaries}): "
+                f"more could never halt, got {self.canary_failures}"
             )
         if not MIN_PAYLOAD_BYTES <= self.max_payload_bytes <= MAX_PAYLOAD_BYTES:
             raise ConfigError(
@@ -493,6 +525,9 @@ class Settings:
                 get("REDRIVE_PARK_BEFORE_EXPIRY_S"), "REDRIVE_PARK_BEFORE_EXPIRY_S"
             ),
             "parked_warn_s": _float(get("REDRIVE_PARKED_WARN_S"), "REDRIVE_PARKED_WARN_S"),
+            "canaries": _int(get("REDRIVE_CANARIES"), "REDRIVE_CANARIES"),
+            "canary_failures": _int(get("REDRIVE_CANARY_FAILURES"), "REDRIVE_CANARY_FAILURES"),
+            "canary_timeout_s": _float(get("REDRIVE_CANARY_TIMEOUT_S"), "REDRIVE_CANARY_TIMEOUT_S"),
             "tasks_api": (get("REDRIVE_TASKS_API") or "").lower(),
             "response_view": (get("REDRIVE_RESPONSE_VIEW") or "").upper(),
             "fix_check": (get("REDRIVE_FIX_CHECK") or "").lower(),
@@ -692,6 +727,8 @@ def _clock(raw: str | None) -> tuple[float, float] | None:
 
 
 MIN_PAYLOAD_BYTES = 1024
+MAX_CANARIES = 20
+"""REDRIVE_CANARIES' upper bound (and a gate job's): canaries are a sample, not a re-drive."""
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 MAX_SIGNAL_AGE_S = 3650 * 86400.0
 """Ten years: beyond any use (Cloud Tasks keeps a task at most 31 days), within datetime's range."""
@@ -718,6 +755,7 @@ def _numeric_settings(s: Settings) -> list[tuple[str, float, float, float, bool]
         # Retention is 31 days: the margins must leave a task some life to park it in.
         ("REDRIVE_PARK_BEFORE_EXPIRY_S", s.park_before_expiry_s, 0.0, 30 * 86400.0, False),
         ("REDRIVE_PARKED_WARN_S", s.parked_warn_s, 0.0, 30 * 86400.0, False),
+        ("REDRIVE_CANARY_TIMEOUT_S", s.canary_timeout_s, 0.0, 3600.0, False),
     ]
 
 

@@ -58,6 +58,12 @@ class Outcome(StrEnum):
     """A transient fault or quota outlasted the bounded retries; the platform delivers again."""
     SWEEP = "SWEEP"
     """Summary of one sweep (counts by decision, pages, duration, completeness)."""
+    HALTED = "HALTED"
+    """A bulk re-drive stopped in a queue because its canaries failed again (or none answered):
+    the queue's other tasks were left to Cloud Tasks' own retries (or stay parked)."""
+    GATED = "GATED"
+    """Queued mode: a queue's canary jobs were queued, and a gate job releases or halts the rest
+    once they are answered."""
     CANCELLED = "CANCELLED"
     """An operator cancelled a bulk re-drive (`redrive cancel`): its waiting jobs were deleted;
     their tasks keep their own Cloud Tasks retries."""
@@ -76,7 +82,7 @@ class Outcome(StrEnum):
         return self in _REDELIVER
 
 
-_ERRORS = frozenset({Outcome.FAILED, Outcome.PERMISSION_DENIED})
+_ERRORS = frozenset({Outcome.FAILED, Outcome.PERMISSION_DENIED, Outcome.HALTED})
 _WARNINGS = frozenset(
     {Outcome.INVALID_SIGNAL, Outcome.SKIPPED_FIX_INEFFECTIVE, Outcome.PARKED, Outcome.CANCELLED}
 )

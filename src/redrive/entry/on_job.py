@@ -19,11 +19,12 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from redrive import pipeline
 from redrive.core import errors
+from redrive.core.canary import Fate, Gate, Verdict, fate_of, is_gate, judge
 from redrive.core.decide import Failure, SignalRef
 from redrive.core.jobs import Job
 from redrive.core.names import TASK_ID_RE
@@ -35,6 +36,11 @@ from redrive.runtime import Runtime, get_runtime
 ENTRY_POINT = "run_job"
 QUOTA_MINUTE_S = 60.0
 """RESOURCE_EXHAUSTED on RunTask is the per-minute quota: an earlier retry would likely meet it."""
+GATE_RECHECK_S = 5.0
+"""A gate whose canaries are not answered yet comes back this soon (its Retry-After)."""
+RELEASE_SHARE = 0.8
+"""A gate's release sweeps for at most this share of run_job's dispatch deadline, so it stops
+cleanly (and is delivered again) before Cloud Tasks gives up on the attempt."""
 QUEUE_HEADER = "X-CloudTasks-QueueName"
 TASK_NAME_HEADER = "X-CloudTasks-TaskName"
 
@@ -92,6 +98,8 @@ def handle_job(
             None,
             ref,
         )
+    if is_gate(body):
+        return handle_gate(body, header(headers, TASK_NAME_HEADER), rt, answer)
     try:
         job = Job.parse(body)
     except errors.InvalidJobError as err:
@@ -116,6 +124,101 @@ def handle_job(
     result = pipeline.process(request, rt)
     result.job = job_id
     return answer(result, failure, job.signal)
+
+
+Answer = Callable[[Result, Failure | None, SignalRef], tuple[int, dict[str, Any]]]
+
+
+def handle_gate(
+    body: bytes, job_id: str | None, rt: Runtime, answer: Answer
+) -> tuple[int, dict[str, Any]]:
+    """A gate job: judge the queue's canaries; halt the queue (HALTED, 200), come back later
+    (503 with Retry-After while they are not answered), or release the rest of the queue: a
+    sweep of it under the re-drive's plan, which creates the other jobs (503 when it is cut
+    short, so Cloud Tasks delivers the gate again and it resumes)."""
+    from redrive.core.selection import SweepPlan
+    from redrive.sweep import Sweeper, record_halted
+
+    ref = SignalRef("job", "redrive-queue", None, None)
+    try:
+        gate = Gate.parse(body)
+    except errors.InvalidJobError as err:
+        return answer(Result(Outcome.INVALID_SIGNAL, f"invalid gate job: {err}"), None, ref)
+    try:
+        refusal = verify(job_id, body, rt)
+    except errors.RedriveError as err:
+        return answer(Result.of(rt.for_error(err)), None, gate.signal)
+    if refusal is not None:
+        return answer(Result(Outcome.INVALID_SIGNAL, refusal, 403), None, gate.signal)
+    fates = []
+    for canary in gate.canaries:
+        try:
+            fates.append(fate_of(canary, rt.tasks.get(canary.watch)))
+        except errors.RedriveError:
+            fates.append((Fate.WAITING, None))
+    now = rt.clock()
+    judged = judge(
+        fates,
+        failures_to_halt=gate.failures_to_halt,
+        timed_out=now >= gate.until,
+        timeout_s=gate.timeout_s,
+    )
+    line = {
+        "event": "redrive.gate",
+        "severity": "INFO",
+        "message": f"gate of {gate.queue}: {judged.verdict.value}: {judged.reason}"[:1000],
+        "redrive_id": gate.redrive,
+        "queue": str(gate.queue),
+        "gate": job_id,
+        "canaries": judged.fields(),
+        "time": now.isoformat().replace("+00:00", "Z"),
+        "labels": {"component": "redrive"},
+    }
+    if judged.verdict is Verdict.WAIT:
+        rt.log.emit(line)
+        wait = max(1.0, min(GATE_RECHECK_S, (gate.until - now).total_seconds()))
+        return 503, {"outcome": "WAITING", "reason": judged.reason, "retry_after_s": wait}
+    if rt.claims is not None:
+        rt.claims.canary_verdict(
+            f"{gate.redrive}|{gate.queue}", judged.verdict.value, judged.reason
+        )
+    if judged.verdict is Verdict.HALT:
+        left = None if gate.selected is None else max(0, gate.selected - len(gate.canaries))
+        record_halted(
+            rt,
+            gate.queue,
+            judged,
+            left=left,
+            signal=gate.signal,
+            entry_point=ENTRY_POINT,
+            redrive=gate.redrive,
+        )
+        return 200, {"outcome": Outcome.HALTED.value, "reason": judged.reason}
+    rt.log.emit(line)
+    deadline = rt.settings.job_deadline_s or 600
+    sweeper = Sweeper(
+        rt,
+        budget_s=min(rt.settings.sweep_budget_s, deadline * RELEASE_SHARE),
+        entry_point=ENTRY_POINT,
+        owner=f"job:{job_id}",
+        release=True,
+    )
+    plan = SweepPlan(
+        (gate.queue,),
+        gate.deployed_at,
+        gate.signal,
+        "gate",
+        gate.services,
+        statuses=gate.statuses,
+    )
+    report = sweeper.run(plan)
+    status = 503 if report.redeliver else 200
+    return status, {
+        "outcome": Outcome.SWEEP.value,
+        "reason": f"released: {judged.reason}",
+        "complete": report.complete,
+        **({"retry_after_s": GATE_RECHECK_S} if report.redeliver else {}),
+    }
 
 
 def verify(job_id: str | None, body: bytes, rt: Runtime) -> str | None:
