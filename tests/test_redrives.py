@@ -289,3 +289,32 @@ def test_the_cancelled_line():
     # `redrive status` reads it back: the re-drive is cancelled.
     (redrive,) = fold([PLAN, line]).values()
     assert status_of(redrive, waiting=0, reruns={}).state is State.CANCELLED
+
+
+def test_a_halted_redrive_says_so_with_the_tasks_left_alone():
+    canary = {
+        "event": "redrive.outcome",
+        "redrive_id": RID,
+        "task": T[0],
+        "outcome": "DISPATCHED",
+        "sweep": True,
+        "run": {"dispatch_count_after": 2},
+    }
+    halted = {
+        "event": "redrive.outcome",
+        "redrive_id": RID,
+        "task": None,
+        "queue": Q,
+        "outcome": "HALTED",
+        "left": 3,
+    }
+    sweep = {"event": "redrive.sweep", "redrive_id": RID, "complete": True, "mode": "direct"}
+    (redrive,) = fold([{**PLAN, "mode": "direct"}, canary, halted, sweep]).values()
+    status = status_of(redrive, waiting=0, reruns={T[0]: Rerun.FAILED_AGAIN})
+    assert status.state is State.HALTED
+    assert (status.dispatched, status.failed_again, status.halted) == (1, 1, 3)
+    assert status.fields()["halted_queues"] == [Q]
+    # A halted line that could not count what it left still marks the queue.
+    (uncounted,) = fold([PLAN, {**halted, "left": None}, sweep]).values()
+    assert status_of(uncounted, waiting=0, reruns={}).halted == 0
+    assert uncounted.halted == {Q: None}

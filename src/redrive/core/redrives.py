@@ -110,6 +110,8 @@ class State(StrEnum):
     INCOMPLETE = "incomplete"
     """The sweep stopped (budget, a fault) and waits to be delivered again."""
     CANCELLED = "cancelled"
+    HALTED = "halted"
+    """Its canaries failed again in every queue still open: the rest was left alone."""
 
 
 @dataclass
@@ -139,6 +141,8 @@ class Redrive:
     """The latest SWEEP line."""
     cancelled: dict[str, Any] | None = None
     """The CANCELLED line, when it was cancelled."""
+    halted: dict[str, int | None] = field(default_factory=dict)
+    """Queue → the tasks its HALTED line left alone (None: not counted)."""
     last_time: str | None = None
     _latest: dict[str, str] = field(default_factory=dict)
 
@@ -155,6 +159,9 @@ class Redrive:
             self.mode = self.mode or record.get("mode")
         elif event == CANCEL_EVENT:
             self.cancelled = dict(record)
+        elif event == OUTCOME_EVENT and record.get("outcome") == Outcome.HALTED.value:
+            left = record.get("left")
+            self.halted[str(record.get("queue"))] = left if isinstance(left, int) else None
         elif event == OUTCOME_EVENT and isinstance(record.get("task"), str):
             self._outcome(record)
 
@@ -247,6 +254,8 @@ class Status:
     succeeded: int
     failed_again: int
     running: int
+    halted: int
+    """Tasks left alone because their queue's canaries failed again."""
     remaining: int
     """Still to be re-run: its jobs waiting in the redrive queue (queued mode), or the selected
     tasks the sweep has not reached (direct mode, while it runs)."""
@@ -255,6 +264,7 @@ class Status:
     mode: str | None
     queues: tuple[str, ...]
     started: str | None
+    halted_queues: tuple[str, ...] = ()
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -266,6 +276,8 @@ class Status:
             "succeeded": self.succeeded,
             "failed_again": self.failed_again,
             "running": self.running,
+            "halted": self.halted,
+            "halted_queues": list(self.halted_queues),
             "remaining": self.remaining,
             "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
             "signal": self.signal,
@@ -301,6 +313,8 @@ def status_of(
         state = State.INCOMPLETE
     elif remaining or fates[Rerun.RUNNING]:
         state = State.IN_PROGRESS
+    elif redrive.halted:
+        state = State.HALTED
     else:
         state = State.FINISHED
     rate = rate_per_s or redrive.rate_per_s
@@ -314,12 +328,14 @@ def status_of(
         fates[Rerun.SUCCEEDED],
         fates[Rerun.FAILED_AGAIN],
         fates[Rerun.RUNNING],
+        sum(n or 0 for n in redrive.halted.values()),
         remaining,
         eta,
         redrive.signal,
         redrive.mode,
         tuple(redrive.queues),
         redrive.started,
+        tuple(sorted(redrive.halted)),
     )
 
 
