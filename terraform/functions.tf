@@ -27,6 +27,10 @@ locals {
     REDRIVE_PARK_MARGIN_S        = var.parking.enabled ? tostring(var.parking.margin_s) : null
     REDRIVE_PARK_BEFORE_EXPIRY_S = var.parking.enabled ? tostring(var.parking.before_expiry_s) : null
     REDRIVE_PARKED_WARN_S        = var.parking.enabled ? tostring(var.parking.warn_s) : null
+    # Canaries of bulk re-drives: handle_signal's sweeps, run_job's gate jobs.
+    REDRIVE_CANARIES         = tostring(var.canaries.tasks)
+    REDRIVE_CANARY_FAILURES  = tostring(var.canaries.failures)
+    REDRIVE_CANARY_TIMEOUT_S = tostring(var.canaries.timeout_s)
     # functions-framework's own switch: adds the execution id to every structured log line.
     LOG_EXECUTION_ID = "true"
   }

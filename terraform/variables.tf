@@ -707,3 +707,25 @@ variable "features" {
   default     = {}
   nullable    = false
 }
+
+variable "canaries" {
+  type = object({
+    tasks     = optional(number, 3)
+    failures  = optional(number, 1)
+    timeout_s = optional(number, 120)
+  })
+  description = "Canaries of every bulk re-drive (a deploy's or a queue alert's sweep, a restore of parked tasks): in each queue the first tasks (REDRIVE_CANARIES, 0 turns canaries off) are re-driven first, and the rest goes only when fewer than failures (REDRIVE_CANARY_FAILURES) of them failed again; canaries not all answered within timeout_s (REDRIVE_CANARY_TIMEOUT_S) release the rest only if one succeeded. A halt leaves the queue's tasks to Cloud Tasks' own retries and logs one HALTED line at ERROR (the halted alert of pipeline_alerts). In queued mode a gate job in the redrive queue judges the canaries, so run_job's timeout (job_function.timeout_s) bounds how much of the queue one release sweeps before it is delivered again."
+  default     = {}
+  nullable    = false
+
+  validation {
+    # The ranges redrive.core.config accepts (an instance with another value would not start).
+    condition = (
+      var.canaries.tasks >= 0 && var.canaries.tasks <= 20 && floor(var.canaries.tasks) == var.canaries.tasks &&
+      floor(var.canaries.failures) == var.canaries.failures &&
+      (var.canaries.tasks == 0 || (var.canaries.failures >= 1 && var.canaries.failures <= var.canaries.tasks)) &&
+      var.canaries.timeout_s >= 0 && var.canaries.timeout_s <= 3600
+    )
+    error_message = "canaries.tasks must be a whole number from 0 to 20, canaries.failures a whole number from 1 to canaries.tasks, and canaries.timeout_s from 0 to 3600 seconds."
+  }
+}
