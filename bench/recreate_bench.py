@@ -175,6 +175,8 @@ def redrive(
             "REDRIVE_ALLOWED_QUEUES": queue,
             "REDRIVE_CLAIMS_QUEUE": claims,
             "REDRIVE_FIX_CHECK": "none",
+            # Throughput of the re-drive itself: canaries would add their wait (docs/sweep.md).
+            "REDRIVE_CANARIES": "0",
             "REDRIVE_METHOD": method,
             "REDRIVE_SWEEP_BUDGET_S": "3600",
             **env,
