@@ -416,6 +416,22 @@ class Sweeper:
             duration_ms=(self._monotonic() - started) * 1000,
         )
         record["not_allowed"] = [str(q) for q in plan.queues if q not in allowed]
+        settings = self.settings
+        # What the ETA leaves out: each gated queue first waits for its canaries' answers.
+        record["canaries"] = (
+            {
+                "tasks": settings.canaries,
+                "failures_to_halt": settings.canary_failures,
+                "timeout_s": settings.canary_timeout_s,
+                "queues": [
+                    str(q)
+                    for q, qp in zip(allowed, counts, strict=True)
+                    if not qp.counted or qp.selected > settings.canaries
+                ],
+            }
+            if settings.canaries and not settings.dry_run
+            else None
+        )
         record["time"] = iso(self.rt.clock())
         self.rt.log.emit(record)
         return record

@@ -591,3 +591,32 @@ def test_a_patrol_cut_by_its_budget_is_acknowledged(stack: Stack, server: Any, o
     (patrol,) = [x for x in fn.lines() if x.get("event") == "redrive.sweep"]
     assert patrol["complete"] is False and patrol["severity"] == "WARNING"
     assert patrol["stopped_at"]["queue"] == origin
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_a_restore_sends_canaries_first_and_a_broken_fix_keeps_the_rest_parked(
+    stack: Stack, server: Any, parking: str, fixed: bool
+) -> None:
+    queue = make_queue(stack, f"pk-canary-{int(fixed)}")
+    fn = server(REDRIVE_ALLOWED_QUEUES=queue, REDRIVE_CANARY_TIMEOUT_S="30")
+    tasks = [failing_twice(stack, queue, f"cn{i}") for i in range(5)]
+    for task, path in tasks:
+        assert post_signal(fn, task_log(task, 2, 3), f"pk-cn-{task}", now_rfc3339()).is_success
+        stack.target.statuses[path] = 200 if fixed else 500
+    mine = [t for t in parked_in(stack, parking) if f"/tasks/pk-canary-{int(fixed)}--" in t.name]
+    assert len(mine) == 5
+
+    assert post_signal(fn, deploy(queue), f"pk-cn-deploy-{fixed}", now_rfc3339()).is_success
+    restored = fn.outcomes(outcome="RESTORED", signal__message_id=f"pk-cn-deploy-{fixed}")
+    left = [t for t in parked_in(stack, parking) if f"/tasks/pk-canary-{int(fixed)}--" in t.name]
+    if fixed:
+        assert len(restored) == 5 and not left
+        for task, path in tasks:
+            wait_for(lambda p=path: len(requests_to(stack, p)) == 3, "each restored request")
+        return
+    # The fix does not work: three canaries restored, they fail again, the rest stays parked.
+    assert len(restored) == 3 and len(left) == 2
+    (halt,) = fn.outcomes(outcome="HALTED")
+    assert halt["severity"] == "ERROR" and "stay parked" in halt["message"]
+    assert "INTERNAL (HTTP 500)" in halt["message"]
+    assert sum(len(requests_to(stack, p)) for _, p in tasks) == 5 * 2 + 3
