@@ -24,6 +24,8 @@ def env_for(stack: Stack, queues: list[str], **extra: str) -> dict[str, str]:
         "REDRIVE_DIRECT_RATE_PER_S": "100",
         "REDRIVE_RUN_QUOTA_PER_MIN": "6000",
         "REDRIVE_CLAIMS_QUEUE": stack.claims(),
+        # The plan's own counts and rates; canaries are tests/integration/test_canaries.py.
+        "REDRIVE_CANARIES": "0",
         **extra,
     }
 

@@ -62,6 +62,8 @@ def make_runtime(stack: Stack, allowed: list[str], **env: str) -> tuple[Runtime,
             "REDRIVE_RETRY_DEADLINE_S": "2",
             "REDRIVE_DIRECT_RATE_PER_S": "1000",
             "REDRIVE_CLAIMS_QUEUE": stack.claims(),
+            # Budgets, pages and resumption; canaries are tests/integration/test_canaries.py.
+            "REDRIVE_CANARIES": "0",
             # These sweeps are about RunTask's budget and resumption; the small pages used here
             # would make `auto` re-create (tests/integration/test_recreate.py covers that).
             "REDRIVE_METHOD": "run",

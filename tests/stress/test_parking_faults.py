@@ -80,10 +80,13 @@ CALLS = {
         Call("CreateTask", 1, "parked-copy"),
         Call("DeleteTask", 0, "original-delete"),
     ],
+    # A deploy's sweep lists its queue twice (the plan's count, then the sweep) before the
+    # parking queue; a restore first looks for a canary verdict kept earlier (best effort: a
+    # claims-queue GetTask whose faults only mean "no verdict known").
     "restore": [
-        Call("ListTasks", 1, "parking-list"),
-        Call("GetTask", 0, "parked-read"),
-        Call("GetTask", 1, "origin-check"),
+        Call("ListTasks", 2, "parking-list"),
+        Call("GetTask", 1, "parked-read"),
+        Call("GetTask", 2, "origin-check"),
         Call("CreateTask", 0, "claim-rung"),
         Call("CreateTask", 1, "restored"),
         Call("DeleteTask", 0, "parked-delete"),
