@@ -3,42 +3,18 @@ emulator and the application target are real local servers): `sweep --status`.""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from redrive_tools.cli import main
 from redrive_tools.devserver import wait_for
+from tests import test_cli
 from tests.integration.helpers import Stack
+from tests.test_cli import cli, iso, json_lines, runs_of
 
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    world = Stack()
-    try:
-        yield world
-    finally:
-        world.stop()
-
-
-def cli(stack: Stack, *args: str, **env: str) -> Result:
-    return CliRunner().invoke(main, list(args), env={**stack.emu.env(), **env})
-
-
-def runs_of(stack: Stack, task: str) -> int:
-    return sum(1 for r in stack.emu.control.run_log() if r.task == task)
-
-
-def iso(when: Any) -> str:
-    return str(when.isoformat().replace("+00:00", "Z"))
-
-
-def json_lines(output: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+stack = test_cli.stack
+"""The command-line tests' emulator fixture (one per module)."""
 
 
 def failing_by_status(stack: Stack, queue_id: str) -> tuple[str, dict[int, str]]:
