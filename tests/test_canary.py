@@ -202,6 +202,10 @@ def test_a_bad_gate_body_is_refused_with_the_reason(mutate: Any, says: str) -> N
 
 def test_not_json_is_not_a_gate() -> None:
     assert not is_gate(b"\xff")
+    deep = b"[" * 100_000 + b'"gate"' + b"]" * 100_000
+    assert not is_gate(deep)
+    with pytest.raises(InvalidJobError):
+        Gate.parse(deep)
     assert not is_gate(b'{"v":1,"task":"x"}')
     with pytest.raises(InvalidJobError):
         Gate.parse(b"[]")

@@ -1133,7 +1133,22 @@ class Sweeper:
             dispatch_deadline_s=settings.job_deadline_s,
             schedule_time=now + timedelta(seconds=GATE_FIRST_CHECK_S),
         )
-        created = self.rt.tasks.create(settings.redrive_queue, job)
+        try:
+            created = self.rt.tasks.create(settings.redrive_queue, job)
+        except errors.RedriveError as err:
+            # No gate, no release: FAILED, so the signal comes again; its canary jobs are then
+            # met as existing and the gate is made by that delivery.
+            decision = self.rt.for_error(err)
+            assert decision.outcome is not None
+            self._queue_line(
+                gate.queue,
+                Result(
+                    decision.outcome,
+                    f"the gate job of its canaries could not be created: {decision.reason}",
+                    decision.http_status,
+                ),
+            )
+            return
         self._report.queue_outcomes[gate.key] = Outcome.GATED.value
         self._report.canaries[gate.key] = {
             "verdict": "gated",

@@ -209,6 +209,14 @@ def test_queued_gate_under_redelivery_and_faults(make_world):
     control = world.stack.emu.control
     assert world.redrive is not None
     world.stack.client.pause_queue(request={"name": world.redrive})
+    # The gate job's CreateTask (after the three canary jobs') fails: FAILED, delivered again.
+    control.fail("CreateTask", grpc.StatusCode.UNAVAILABLE, times=-1, after=CANARIES)
+    try:
+        assert world.deploy("cn-q-faults") == 500
+    finally:
+        control.clear()
+    failed = [x for x in world.lines("redrive.outcome") if x.get("outcome") == "FAILED"]
+    assert failed and "gate job" in failed[-1]["reason"]
     assert world.deploy("cn-q-faults") == 200
     jobs = world.waiting_jobs()
     assert len(jobs) == CANARIES + 1 and sum("/tasks/gate-" in j for j in jobs) == 1

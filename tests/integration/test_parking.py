@@ -611,8 +611,10 @@ def test_a_restore_sends_canaries_first_and_a_broken_fix_keeps_the_rest_parked(
     left = [t for t in parked_in(stack, parking) if f"/tasks/pk-canary-{int(fixed)}--" in t.name]
     if fixed:
         assert len(restored) == 5 and not left
-        for task, path in tasks:
-            wait_for(lambda p=path: len(requests_to(stack, p)) == 3, "each restored request")
+        paths = [path for _, path in tasks]
+        wait_for(
+            lambda: all(len(requests_to(stack, p)) == 3 for p in paths), "each restored request"
+        )
         return
     # The fix does not work: three canaries restored, they fail again, the rest stays parked.
     assert len(restored) == 3 and len(left) == 2

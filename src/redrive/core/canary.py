@@ -216,7 +216,7 @@ class Gate:
         """A gate job's body; InvalidJobError naming what is wrong."""
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidJobError("a gate job's body is not JSON") from None
         if not isinstance(data, dict) or data.get("v") != GATE_VERSION:
             raise InvalidJobError(f"a gate job has v={GATE_VERSION}")
@@ -293,10 +293,13 @@ class Gate:
 
 
 def is_gate(body: bytes) -> bool:
-    """Whether a job body is a gate's (cheap: a gate's JSON has the key `gate`)."""
+    """Whether a job body is a gate's (its JSON object has the key `gate`). Any body may come
+    here (run_job reads what it is sent): nesting too deep to parse is not a gate."""
+    if b'"gate"' not in body:
+        return False
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(data, dict) and "gate" in data
 
