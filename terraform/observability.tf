@@ -343,8 +343,8 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   notification_channels = local.alert_channels
 }
 
-# Halted re-drives (features.halted_redrives): decisions with outcome HALTED, once the halt gate
-# writes them.
+# Halted re-drives (features.halted_redrives): decisions with outcome HALTED, written when a bulk
+# re-drive's canaries fail again (var.canaries).
 resource "google_monitoring_alert_policy" "halted_redrives" {
   count        = local.pipeline_alert.halted_redrives ? 1 : 0
   project      = var.project_id

@@ -420,12 +420,12 @@ variable "outcome_metric" {
 variable "outcome_alert" {
   type = object({
     enabled               = optional(bool, false)
-    outcomes              = optional(list(string), ["FAILED", "PERMISSION_DENIED"])
+    outcomes              = optional(list(string), ["FAILED", "PERMISSION_DENIED", "HALTED"])
     notification_channels = optional(list(string), [])
     alignment_period_s    = optional(number, 300)
     auto_close_s          = optional(number, 86400)
   })
-  description = "An alert policy that fires when the outcome metric counts any of the given outcomes (default FAILED and PERMISSION_DENIED), sent to the given notification channel ids (at least one when enabled); needs outcome_metric enabled, and is created after the metric has had time to exist (outcome_metric.wait_s)."
+  description = "An alert policy that fires when the outcome metric counts any of the given outcomes (default FAILED, PERMISSION_DENIED and HALTED: a bulk re-drive whose canaries failed again), sent to the given notification channel ids (at least one when enabled); needs outcome_metric enabled, and is created after the metric has had time to exist (outcome_metric.wait_s)."
   default     = {}
   nullable    = false
 
@@ -700,10 +700,10 @@ variable "parking" {
 variable "features" {
   type = object({
     halted_redrives = optional(object({
-      enabled = optional(bool, false)
+      enabled = optional(bool, true)
     }), {})
   })
-  description = "Dashboard widgets and alerts for redrive features that are being built, on the log fields they write: halted re-drives (decisions with outcome HALTED: a widget and an alert to pipeline_alerts' channels). They add observability only; the features' queues and grants come with the features (parking has its own input)."
+  description = "Dashboard widgets and alerts of redrive features, on the log fields they write: halted re-drives (decisions with outcome HALTED, written when a bulk re-drive's canaries fail again: a widget and an alert to pipeline_alerts' channels; on by default). They add observability only; the features' queues and grants come with the features (canaries and parking have their own inputs)."
   default     = {}
   nullable    = false
 }

@@ -736,7 +736,7 @@ def test_outcome_metric_counts_by_outcome_and_alert_defaults_are_real_outcomes(
     match = re.search(r"outcomes\s*=\s*optional\(list\(string\),\s*\[([^\]]*)\]", alert_type)
     assert match, alert_type
     defaults = re.findall(r'"([A-Z_]+)"', match.group(1))
-    assert set(defaults) == {"FAILED", "PERMISSION_DENIED"}
+    assert set(defaults) == {"FAILED", "PERMISSION_DENIED", "HALTED"}
     assert set(defaults) <= {o.value for o in Outcome}
 
 
