@@ -231,3 +231,44 @@ def test_queued_gate_under_redelivery_and_faults(make_world):
     assert world.forced() == dict.fromkeys(world.tasks, 1)
     released = [x for x in world.lines("redrive.gate", world.job) if "release" in x["message"]]
     assert released
+
+
+def test_direct_recreate_watches_the_copies_and_halts(make_world):
+    world = make_world(
+        queued=False,
+        REDRIVE_METHOD="recreate",
+        REDRIVE_RECREATE_DELAY_S="1",
+    )
+    assert world.deploy("cn-rc-broken") == 200
+    recreated = [x for x in world.lines("redrive.outcome") if x.get("outcome") == "RECREATED"]
+    assert len(recreated) == CANARIES
+    (halt,) = world.halted()
+    assert "INTERNAL (HTTP 500)" in halt["message"]
+    copies = {x["run"]["copy"] for x in recreated}
+    (sweep,) = world.lines("redrive.sweep")
+    assert {c["watch"] for c in sweep["canaries"][world.queue]["canaries"]} == copies
+    # The originals of the other tasks are untouched: still there, one attempt each.
+    others = [t for t in world.tasks if t not in {x["task"] for x in recreated}]
+    assert len(others) == N - CANARIES
+    for task in others:
+        assert world.stack.get(task).dispatch_count == 1
+
+
+def test_direct_below_the_threshold_releases(make_world):
+    world = make_world(queued=False, REDRIVE_CANARY_FAILURES="2")
+    world.fix()
+    world.stack.target.statuses[world.paths[0]] = 500  # the first canary fails again
+    assert world.deploy("cn-threshold") == 200
+    assert world.forced() == dict.fromkeys(world.tasks, 1)
+    (sweep,) = world.lines("redrive.sweep")
+    verdict = sweep["canaries"][world.queue]
+    assert verdict["verdict"] == "release" and verdict["failed_again"] == 1
+    assert not world.halted()
+
+
+def test_no_canaries_when_the_queue_holds_no_more_than_them(make_world):
+    world = make_world(queued=False, REDRIVE_CANARIES=str(N))
+    assert world.deploy("cn-small") == 200  # never fixed, yet nothing is left to protect
+    assert world.forced() == dict.fromkeys(world.tasks, 1)
+    (sweep,) = world.lines("redrive.sweep")
+    assert sweep["canaries"] is None and not world.halted()
