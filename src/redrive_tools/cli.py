@@ -49,7 +49,8 @@ EXIT_SETUP = 4
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0  done (dispatched, dry run, or a guard's reasoned skip: the outcome says which)
+  0  done (dispatched, dry run, or a guard's reasoned skip: the outcome says which);
+     `status --watch` stopped with Ctrl-C
   1  a task or queue FAILED (transient fault, quota) or PERMISSION_DENIED
   2  usage or bad input: bad option, malformed name or time, a --deployed-at in
      the future, bad REDRIVE_* setting, a queue that does not exist or is not
