@@ -1541,18 +1541,16 @@ def _status_watch(
     except KeyboardInterrupt:
         return EXIT_OK
     table = _status_table(shown, waiting, None)
-    refreshes, note = 1, ""
+    refreshes, note, at = 1, "", time.strftime("%H:%M:%S")
 
     def view() -> Any:
         """Read at every redraw: the table, then what the refresh waits for, or when it ran."""
         call = watch.current()
-        if call is not None and not call.done and (call.in_flight or call.last_error):
-            line = f"⏳ {call.waited_s():.0f} s · {_describe(call, watch.retry_deadline_s)}"
+        slow = call is not None and (call.attempts > 1 or call.waited_s() >= 1.0)
+        if call is not None and not call.done and slow:  # a quick answer is not worth a flicker
+            line = f"waiting {call.waited_s():.0f} s: {_describe(call, watch.retry_deadline_s)}"
         else:
-            line = (
-                f"[dim]refresh {refreshes} at {time.strftime('%H:%M:%S')}, every {interval:g} s"
-                f"; Ctrl-C to stop[/]"
-            )
+            line = f"[dim]refresh {refreshes} at {at}, every {interval:g} s; Ctrl-C to stop[/]"
         return Group(table, Text.from_markup(line + note))
 
     try:
@@ -1566,7 +1564,7 @@ def _status_watch(
                         str(watch.gave_up() or err)
                     )
                     continue
-                table, note = _status_table(shown, waiting, None), ""
+                table, note, at = _status_table(shown, waiting, None), "", time.strftime("%H:%M:%S")
                 refreshes += 1
     except KeyboardInterrupt:
         return EXIT_OK

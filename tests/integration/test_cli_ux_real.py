@@ -149,3 +149,47 @@ def test_status_watch_without_a_terminal_prints_a_table_per_refresh_until_ctrl_c
     assert "\x1b[" not in stdout  # no live display, no colour: a pipe
     assert re.search(r"-- refresh 1 at \d\d:\d\d:\d\d; again in 0.2 s; Ctrl-C to stop", stderr)
     assert "Traceback" not in stderr and "Aborted" not in stderr
+
+
+def test_status_watch_says_a_failed_refresh_and_goes_on(
+    stack: Stack, swept: tuple[Path, str]
+) -> None:
+    import grpc
+
+    log, rid = swept
+    redrive_queue = stack.queue("uxwatch-redrive", paused=True)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    args = [*CLI, "status", "--log", str(log), "--redrive-queue", redrive_queue, "--watch"]
+    proc = subprocess.Popen(
+        [*args, "--interval", "0.2"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=environment(**stack.emu.env(), REDRIVE_RETRY_DEADLINE_S="3"),
+        start_new_session=True,
+    )
+    os.close(slave)
+    shown = bytearray()
+    try:
+        read_until(master, shown, re.compile(r"refresh 2 at"), proc)
+        # Cloud Tasks stops answering: the refresh says what it waits for, then that it failed.
+        stack.emu.control.fail("ListTasks", grpc.StatusCode.UNAVAILABLE, times=-1)
+        try:
+            seen = read_until(
+                master,
+                shown,
+                re.compile(r"refresh at \d\d:\d\d:\d\d failed: .*gave up after"),
+                proc,
+            )
+        finally:
+            stack.emu.control.clear()
+        assert re.search(r"waiting \d+ s: ListTasks queues/uxwatch-redrive · attempt \d", seen)
+        last = max(int(n) for n in re.findall(r"refresh (\d+) at", seen))
+        # Answered again: the next refresh comes, the watch never stopped.
+        read_until(master, shown, re.compile(rf"refresh {last + 1} at"), proc)
+        code = interrupt(proc, {master: shown})
+    finally:
+        os.close(master)
+    assert code == 0
+    assert rid in plain(shown.decode("utf-8", errors="replace"))
