@@ -1132,7 +1132,7 @@ def _print_sweep(
     from rich.table import Table
 
     table = Table(title="redrive sweep", show_lines=False)
-    table.add_column("decision")
+    table.add_column("decision", overflow="fold")
     table.add_column("tasks", justify="right")
     counts = Counter(record["counts"])
     # The runtime counts a queue whose listing FAILED among the FAILED: here it is a queue row.

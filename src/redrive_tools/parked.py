@@ -477,7 +477,7 @@ def restore(
     from rich.table import Table
 
     table = Table(title="redrive parked restore")
-    table.add_column("decision")
+    table.add_column("decision", overflow="fold")
     table.add_column("tasks", justify="right")
     for outcome, count in sorted(Counter(record["counts"]).items()):
         if count > 0:
