@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -224,11 +227,46 @@ def test_docs_describe_every_command_and_the_exit_codes() -> None:
     for option in ("--watch", "--interval", "--log", "--since", "--redrive-queue"):
         assert option in docs, option
     # The exit-code table of the docs is the one of every command's --help.
-    table = dict(re.findall(r"^\| (\d) \| (.+) \|$", docs, re.M))
-    helped = dict(re.findall(r"^  (\d)  (.+)$", EXIT_CODES_HELP, re.M))
-    assert sorted(table) == sorted(helped) == ["0", "1", "2", "3", "4"]
+    table = dict(re.findall(r"^\| (\d+) \| (.+) \|$", docs, re.M))
+    helped = dict(re.findall(r"^  (\d+)  (.+)$", EXIT_CODES_HELP, re.M))
+    assert sorted(table) == sorted(helped) == ["0", "1", "130", "2", "3", "4"]
+    assert "Ctrl-C" in table["130"] and "Ctrl-C" in helped["130"]
     assert "setup problem" in table["4"] and "setup problem" in helped["4"]
     assert "Ctrl-C" in table["0"] and "--watch" in table["0"]  # how --watch ends
     readme = (ROOT / "README.md").read_text()
     quick = readme[: readme.index("## What redrive does")]  # the quick start
     assert ". .venv/bin/activate" in quick and "pip install -e ." in quick
+
+
+def test_ctrl_c_is_one_line_and_exit_130() -> None:
+    env = settings()
+    env["REDRIVE_RETRY_DEADLINE_S"] = "600"  # it would retry for ten minutes
+    args = [*CLI, "sweep", NOWHERE, "--deployed-at", "2026-01-01T00:00:00Z", "--json"]
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,  # its own process group, interrupted by its id
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    said = bytearray()
+    try:
+        deadline = time.monotonic() + HANG_GUARD_S
+        while b"retrying for up to 600 s" not in said:  # it is waiting on the call
+            assert proc.poll() is None and time.monotonic() < deadline, said.decode()
+            if select.select([proc.stderr], [], [], 0.1)[0]:
+                said.extend(os.read(proc.stderr.fileno(), 65536))
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, rest = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    stderr = (said + rest).decode()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("redrive: interrupted (Ctrl-C)") and "run the same command" in last
+    assert all(line.startswith(b"{") for line in stdout.splitlines())  # only records, if any

@@ -46,6 +46,11 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 EXIT_SETUP = 4
+EXIT_INTERRUPTED = 130
+INTERRUPTED = (
+    "interrupted (Ctrl-C): what was done stays done (each task's outcome is its own); run the "
+    "same command again to go on: tasks already re-driven are no longer selected"
+)
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -59,7 +64,8 @@ Exit codes:
      task is DEFERRED (an attempt is in flight, or an earlier forced run's outcome
      is not known yet): run the same command again later
   4  setup problem: no Google credentials (and no CLOUD_TASKS_EMULATOR_HOST), or
-     a port `redrive emulator` needs is already in use"""
+     a port `redrive emulator` needs is already in use
+  130  interrupted (Ctrl-C), but for `status --watch` (0)"""
 
 _FAILED = {"FAILED", "PERMISSION_DENIED"}
 _USAGE = {"INVALID_SIGNAL", "SKIPPED_NOT_ALLOWED"}
@@ -89,11 +95,14 @@ def _setup_problem(err: BaseException) -> str | None:
 
 
 class _Main(click.Group):
-    """The command group: a setup problem ends in one line and exit 4, not a traceback."""
+    """The command group: a setup problem ends in one line and exit 4, not a traceback; Ctrl-C
+    in one line and exit 130 (not click's "Aborted!" and exit 1, which means FAILED here)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _fail(INTERRUPTED, EXIT_INTERRUPTED)
         except Exception as err:
             problem = _setup_problem(err)
             if problem is None:
