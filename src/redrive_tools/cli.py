@@ -31,17 +31,31 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
-import click
+# gRPC's own log lines ("Got goaway", "chttp2_transport.cc", the absl preamble) are not for
+# operators: quiet unless asked for. gRPC reads these when it first starts, which is after this
+# (nothing above imports it, and every client is created lazily); the demo passes them on to
+# the processes it starts.
+GRPC_QUIET = {"GRPC_VERBOSITY": "ERROR", "GRPC_TRACE": ""}
+for _key, _value in GRPC_QUIET.items():
+    os.environ.setdefault(_key, _value)
+
+import click  # noqa: E402
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 EXIT_SETUP = 4
+EXIT_INTERRUPTED = 130
+INTERRUPTED = (
+    "interrupted (Ctrl-C): what was done stays done (each task's outcome is its own); run the "
+    "same command again to go on: tasks already re-driven are no longer selected"
+)
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0  done (dispatched, dry run, or a guard's reasoned skip: the outcome says which)
+  0  done (dispatched, dry run, or a guard's reasoned skip: the outcome says which);
+     `status --watch` stopped with Ctrl-C
   1  a task or queue FAILED (transient fault, quota) or PERMISSION_DENIED
   2  usage or bad input: bad option, malformed name or time, a --deployed-at in
      the future, bad REDRIVE_* setting, a queue that does not exist or is not
@@ -50,7 +64,8 @@ Exit codes:
      task is DEFERRED (an attempt is in flight, or an earlier forced run's outcome
      is not known yet): run the same command again later
   4  setup problem: no Google credentials (and no CLOUD_TASKS_EMULATOR_HOST), or
-     a port `redrive emulator` needs is already in use"""
+     a port `redrive emulator` needs is already in use
+  130  interrupted (Ctrl-C), but for `status --watch` (0)"""
 
 _FAILED = {"FAILED", "PERMISSION_DENIED"}
 _USAGE = {"INVALID_SIGNAL", "SKIPPED_NOT_ALLOWED"}
@@ -80,11 +95,14 @@ def _setup_problem(err: BaseException) -> str | None:
 
 
 class _Main(click.Group):
-    """The command group: a setup problem ends in one line and exit 4, not a traceback."""
+    """The command group: a setup problem ends in one line and exit 4, not a traceback; Ctrl-C
+    in one line and exit 130 (not click's "Aborted!" and exit 1, which means FAILED here)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _fail(INTERRUPTED, EXIT_INTERRUPTED)
         except Exception as err:
             problem = _setup_problem(err)
             if problem is None:
@@ -96,9 +114,6 @@ class _Main(click.Group):
 @click.version_option(package_name="redrive")
 def main() -> None:
     """Force-run failed Cloud Tasks tasks safely, once a fix is deployed."""
-    # gRPC's own log lines ("Got goaway", "chttp2_transport.cc") are not for operators; read
-    # when gRPC first starts, which is after this (every client is created lazily).
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
 @main.command(
@@ -124,6 +139,14 @@ def emulator(args: tuple[str, ...]) -> None:
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"redrive: {message}", err=True)
     sys.exit(code)
+
+
+def _call_failed(what: str, err: BaseException, watch: _Watch, code: int = EXIT_FAILED) -> NoReturn:
+    """One line: what failed and, when a call was retried without an answer, what was given up
+    on (the call, how long, the attempts, the last answer, what to check) instead of the
+    client's own text."""
+    gave_up = watch.gave_up()
+    _fail(f"{what} failed: {gave_up or err}", code)
 
 
 def _parse_time(value: str | None, option: str) -> datetime | None:
@@ -332,6 +355,8 @@ class _Watch:
         """(method, resource) → the text of its last error (e.g. GetTask's NOT_FOUND)."""
         self._current: _Call | None = None
         self._lock = threading.Lock()
+        self.waiting: _Waiting | None = None
+        """What people see while this watch's calls wait (see `_waiting`)."""
 
     def attempt(self, service: str, method: str, subject: str) -> _Call:
         with self._lock:
@@ -605,7 +630,11 @@ class _Waiting:
 
 
 def _waiting(watch: _Watch) -> _Waiting:
-    return _Waiting(watch, _err_console())
+    """The watch's display: one per watch, so that a command showing several waits in turn
+    says each retried call once."""
+    if watch.waiting is None:
+        watch.waiting = _Waiting(watch, _err_console())
+    return watch.waiting
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1032,7 +1061,7 @@ def _task_totals(rt: Any, names: tuple[Any, ...]) -> int | None:
 
 
 def _progress(
-    waiting: _Waiting,
+    waiting: _Waiting, doing: str = "sweeping"
 ) -> tuple[Any, Callable[[Any], None] | None, Callable[[int | None], None]]:
     """The sweep's live progress bar, on stderr when it is a terminal, with what is waited for
     when a call is slow or retried (else the not-a-terminal lines); its `on_progress`; a setter
@@ -1064,7 +1093,7 @@ def _progress(
             return Text(f"· {what}", style="yellow", no_wrap=True, overflow="ellipsis")
 
     bar = Progress(
-        TextColumn("[bold]sweeping[/]"),
+        TextColumn(f"[bold]{doing}[/]"),
         BarColumn(bar_width=24),
         MofNCompleteColumn(),
         TextColumn("tasks seen · {task.fields[line]}"),
@@ -1112,7 +1141,7 @@ def _print_sweep(
     from rich.table import Table
 
     table = Table(title="redrive sweep", show_lines=False)
-    table.add_column("decision")
+    table.add_column("decision", overflow="fold")
     table.add_column("tasks", justify="right")
     counts = Counter(record["counts"])
     # The runtime counts a queue whose listing FAILED among the FAILED: here it is a queue row.
@@ -1227,9 +1256,7 @@ def inspect(queue: str, limit: int, json_output: bool) -> None:
     except errors.PermissionDeniedError as err:
         _fail(str(err), EXIT_FAILED)
     except errors.RedriveError as err:
-        gave_up = watch.gave_up()
-        detail = f"\n  {gave_up}" if gave_up else ""
-        _fail(f"listing {name} failed: {err}{detail}", EXIT_FAILED)
+        _call_failed(f"listing {name}", err, watch)
     rows = [_inspect_row(s) for s in states]
     if json_output:
         for row in rows:
@@ -1379,66 +1406,177 @@ def status(
     if queue is None and not logs:
         _fail("nothing to read: give --log FILE, or --redrive-queue QUEUE (or REDRIVE_QUEUE)")
     console = _console(json_output)
+    watcher = _Watch()
+    rt = _runtime(_Records(echo=False), watcher)
     if not watch:
-        sys.exit(_status_once(console, logs, queue, since_s, json_output))
-    live = _live_ok(console) and not json_output
-    try:
-        if live:
-            from rich.live import Live
+        sys.exit(
+            _status_once(
+                console,
+                rt=rt,
+                watch=watcher,
+                logs=logs,
+                queue=queue,
+                since_s=since_s,
+                json_output=json_output,
+            )
+        )
+    sys.exit(
+        _status_watch(
+            console,
+            rt=rt,
+            watch=watcher,
+            what=(logs, queue, since_s),
+            json_output=json_output,
+            interval=interval,
+        )
+    )
 
-            with Live(console=console, auto_refresh=False) as screen:
-                while True:
-                    screen.update(_status_table(*_status_rows(logs, queue, since_s)))
-                    screen.refresh()
-                    time.sleep(interval)
-        while True:
-            _status_once(console, logs, queue, since_s, json_output)
-            click.echo(f"-- refreshed every {interval:g} s; Ctrl-C to stop", err=True)
-            sys.stdout.flush()
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        sys.exit(EXIT_OK)
 
-
-def _status_rows(logs: tuple[str, ...], queue: Any, since_s: float) -> tuple[list[Any], Any, Any]:
+def _status_rows(
+    rt: Any, logs: tuple[str, ...], queue: Any, since_s: float
+) -> tuple[list[Any], Any]:
+    """The re-drives to show (finished ones older than `since_s` left out) and the redrive
+    queue's waiting jobs. Raises the runtime's errors (a call that failed, a queue not found)."""
     from datetime import timedelta
 
-    from redrive.core import errors
     from redrive_tools.bulk import statuses
 
-    watch = _Watch()
-    rt = _runtime(_Records(echo=False), watch)
-    try:
-        found, waiting = statuses(
-            _read_logs(logs),
-            tasks=rt.tasks,
-            redrive_queue=queue,
-            deadline_s=rt.settings.retry_deadline_s,
-        )
-    except errors.NotFoundError as err:
-        _fail(f"the redrive queue {queue} was not found: {err}")
-    except errors.RedriveError as err:
-        gave_up = watch.gave_up()
-        _fail(f"reading Cloud Tasks failed: {err}" + (f"\n  {gave_up}" if gave_up else ""), 1)
+    found, waiting = statuses(
+        _read_logs(logs),
+        tasks=rt.tasks,
+        redrive_queue=queue,
+        deadline_s=rt.settings.retry_deadline_s,
+    )
     cutoff = (rt.clock() - timedelta(seconds=since_s)).isoformat().replace("+00:00", "Z")
     shown = [
         s
         for s in found
         if s.state.value not in ("finished", "cancelled") or not s.started or s.started >= cutoff
     ]
-    return shown, waiting, rt.clock()
+    return shown, waiting
+
+
+def _status_failed(err: BaseException, queue: Any, watch: _Watch) -> NoReturn:
+    from redrive.core import errors
+
+    if isinstance(err, errors.NotFoundError):
+        _fail(f"the redrive queue {queue} was not found: {err}")
+    _call_failed("reading Cloud Tasks", err, watch)
 
 
 def _status_once(
-    console: Any, logs: tuple[str, ...], queue: Any, since_s: float, json_output: bool
+    console: Any,
+    *,
+    rt: Any,
+    watch: _Watch,
+    logs: tuple[str, ...],
+    queue: Any,
+    since_s: float,
+    json_output: bool,
 ) -> int:
-    shown, waiting, _ = _status_rows(logs, queue, since_s)
+    from redrive.core import errors
+
+    try:
+        with _waiting(watch).spinner():
+            shown, waiting = _status_rows(rt, logs, queue, since_s)
+    except errors.RedriveError as err:
+        _status_failed(err, queue, watch)
     if json_output:
         for item in shown:
             click.echo(json.dumps(item.fields()))
         return EXIT_OK
     console.print(_status_table(shown, waiting, None))
     return EXIT_OK
+
+
+def _status_watch(
+    console: Any,
+    *,
+    rt: Any,
+    watch: _Watch,
+    what: tuple[tuple[str, ...], Any, float],
+    json_output: bool,
+    interval: float,
+) -> int:
+    """`redrive status --watch`: the table again every `interval` seconds until Ctrl-C (exit 0).
+
+    On a terminal (and without --json) one table, redrawn in place (rich Live), with a line
+    under it: the refresh count and time, or what a refresh is waiting for. Otherwise a new
+    table (or new JSON lines) per refresh, and a line on stderr after each. A first refresh that
+    fails ends the command as without --watch; a later one is said, and tried again."""
+    from redrive.core import errors
+
+    logs, queue, since_s = what
+    refreshes = 0
+    if not (_live_ok(console) and not json_output):
+        try:
+            while True:
+                try:
+                    code = _status_once(
+                        console,
+                        rt=rt,
+                        watch=watch,
+                        logs=logs,
+                        queue=queue,
+                        since_s=since_s,
+                        json_output=json_output,
+                    )
+                except SystemExit:
+                    if refreshes == 0:
+                        raise
+                    code = EXIT_FAILED  # said on stderr already: try again next time
+                refreshes += 1
+                said = "" if code == EXIT_OK else " (it failed: see above)"
+                click.echo(
+                    f"-- refresh {refreshes} at {time.strftime('%H:%M:%S')}{said}; again in "
+                    f"{interval:g} s; Ctrl-C to stop",
+                    err=True,
+                )
+                sys.stdout.flush()
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return EXIT_OK
+
+    from rich.console import Group
+    from rich.live import Live
+    from rich.markup import escape
+    from rich.text import Text
+
+    try:  # the first refresh as without --watch: a spinner while it waits, a failure ends it
+        with _waiting(watch).spinner():
+            shown, waiting = _status_rows(rt, logs, queue, since_s)
+    except errors.RedriveError as err:
+        _status_failed(err, queue, watch)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    table = _status_table(shown, waiting, None)
+    refreshes, note, at = 1, "", time.strftime("%H:%M:%S")
+
+    def view() -> Any:
+        """Read at every redraw: the table, then what the refresh waits for, or when it ran."""
+        call = watch.current()
+        slow = call is not None and (call.attempts > 1 or call.waited_s() >= 1.0)
+        if call is not None and not call.done and slow:  # a quick answer is not worth a flicker
+            line = f"waiting {call.waited_s():.0f} s: {_describe(call, watch.retry_deadline_s)}"
+        else:
+            line = f"[dim]refresh {refreshes} at {at}, every {interval:g} s; Ctrl-C to stop[/]"
+        return Group(table, Text.from_markup(line + note))
+
+    try:
+        with Live(get_renderable=view, console=console, refresh_per_second=4):
+            while True:
+                time.sleep(interval)
+                try:
+                    shown, waiting = _status_rows(rt, logs, queue, since_s)
+                except errors.RedriveError as err:
+                    note = f"\n[yellow]refresh at {time.strftime('%H:%M:%S')} failed:[/] " + escape(
+                        str(watch.gave_up() or err)
+                    )
+                    continue
+                table, note, at = _status_table(shown, waiting, None), "", time.strftime("%H:%M:%S")
+                refreshes += 1
+    except KeyboardInterrupt:
+        return EXIT_OK
 
 
 def _status_table(shown: list[Any], waiting: Any, _now: Any) -> Any:
@@ -1521,8 +1659,7 @@ def cancel(
     except errors.NotFoundError as err:
         _fail(f"the redrive queue {queue} was not found: {err}")
     except errors.RedriveError as err:
-        gave_up = watch.gave_up()
-        _fail(f"listing {queue} failed: {err}" + (f"\n  {gave_up}" if gave_up else ""), 1)
+        _call_failed(f"listing {queue}", err, watch)
     record = cancel_record(
         redrive_id,
         redrive_queue=str(queue),

@@ -15,7 +15,8 @@ The story, one step at a time:
 
 Times shown are the emulator's: its clock runs TIME_SCALE (60) times faster than the wall clock,
 so they are ahead of this machine's clock (the narrative and the outcome table say so). gRPC's own
-log lines are silenced (GRPC_VERBOSITY=ERROR, in this process and in functions-framework's).
+log lines are silenced (GRPC_VERBOSITY=ERROR and GRPC_TRACE empty unless set, in this process and
+in functions-framework's).
 
 `run_demo` returns 0 when every step produced what it should, 1 otherwise.
 """
@@ -36,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from redrive_tools.cli import GRPC_QUIET as CLI_GRPC_QUIET
 from redrive_tools.devserver import FunctionServer, wait_for
 
 PROJECT = "demo"
@@ -50,8 +52,9 @@ TIME_SCALE = 60.0
 """Emulated time runs 60x: the queue's one-hour retry delay lasts a minute, longer than the demo."""
 WAIT_S = 30.0
 """Hang guard for anything asynchronous; the demo itself takes a few seconds."""
-GRPC_QUIET = {"GRPC_VERBOSITY": "ERROR"}
-"""gRPC's own log lines ("Got goaway", "chttp2_transport.cc") are not part of the story."""
+GRPC_QUIET = CLI_GRPC_QUIET
+"""gRPC's own log lines ("Got goaway", "chttp2_transport.cc") are not part of the story: the
+command line's settings, passed on to functions-framework."""
 
 
 class AppService:

@@ -19,16 +19,16 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from redrive_tools.cli import (
     ALLOW_HINT,
     EXIT_CODES_HELP,
-    EXIT_FAILED,
     EXIT_USAGE,
     _allow,
+    _call_failed,
     _console,
     _fail,
     _print_reasons,
@@ -97,13 +97,12 @@ def _reader(watch: _Watch) -> Any:
     return _runtime(_Records(echo=False), watch, parking_queue=None)
 
 
-def _fail_call(err: Exception, what: str, watch: _Watch) -> None:
+def _fail_call(err: Exception, what: str, watch: _Watch) -> NoReturn:
     from redrive.core import errors
 
     if isinstance(err, errors.NotFoundError):
         _fail(f"{what}: not found ({err})")
-    gave_up = watch.gave_up()
-    _fail(f"{what} failed: {err}" + (f"\n  {gave_up}" if gave_up else ""), EXIT_FAILED)
+    _call_failed(what, err, watch)
 
 
 def _selection(queues: tuple[str, ...], tasks: tuple[str, ...], everything: bool) -> Any:
@@ -181,10 +180,12 @@ def _copies(rt: Any, parking_queue: Any) -> Iterator[tuple[Any, Any]]:
 
 
 def _queue_info(rt: Any, parking_queue: Any, watch: _Watch) -> Any:
+    """The parking queue's state and retention, the spinner on while it is read."""
     from redrive.core import errors
 
     try:
-        return rt.tasks.queue_info(parking_queue, fresh=True)
+        with _waiting(watch).spinner():
+            return rt.tasks.queue_info(parking_queue, fresh=True)
     except errors.RedriveError as err:
         _fail_call(err, f"reading the parking queue {parking_queue}", watch)
 
@@ -217,30 +218,31 @@ def list_parked(queues: tuple[str, ...], parking_queue: str | None, json_output:
     count = expiring = 0
     table: Any = None
     try:
-        for state, parked in _copies(rt, pq):
-            if origins and parked.origin.queue_name not in origins:
-                continue
-            row = _row(state, parked, info.retention, now)
-            count += 1
-            expiring += row["days_left"] < warn_days
-            if json_output:
-                click.echo(json.dumps(row))
-                continue
-            if table is None:
-                table = _table(first=count == 1)
-            days = f"{row['days_left']:.1f}"
-            table.add_row(
-                parked.origin.queue,
-                row["task_id"],
-                _short(row["parked_at"]),
-                f"[red]{row['last_status'] or '-'}[/]",
-                str(row["attempts"]),
-                _age(row["age_s"]),
-                f"[bold red]{days}[/]" if row["days_left"] < warn_days else days,
-            )
-            if table.row_count >= _ROWS_PER_TABLE:
-                console.print(table)
-                table = None
+        with _waiting(watch).spinner():  # rows print above it as the pages come
+            for state, parked in _copies(rt, pq):
+                if origins and parked.origin.queue_name not in origins:
+                    continue
+                row = _row(state, parked, info.retention, now)
+                count += 1
+                expiring += row["days_left"] < warn_days
+                if json_output:
+                    click.echo(json.dumps(row))
+                    continue
+                if table is None:
+                    table = _table(first=count == 1)
+                days = f"{row['days_left']:.1f}"
+                table.add_row(
+                    parked.origin.queue,
+                    row["task_id"],
+                    _short(row["parked_at"]),
+                    f"[red]{row['last_status'] or '-'}[/]",
+                    str(row["attempts"]),
+                    _age(row["age_s"]),
+                    f"[bold red]{days}[/]" if row["days_left"] < warn_days else days,
+                )
+                if table.row_count >= _ROWS_PER_TABLE:
+                    console.print(table)
+                    table = None
     except errors.RedriveError as err:
         _fail_call(err, f"listing {pq}", watch)
     if table is not None:
@@ -283,8 +285,9 @@ def show(task: str, parking_queue: str | None, body: bool, json_output: bool) ->
     rt = _reader(watch)
     info = _queue_info(rt, pq, watch)
     try:
-        copy = name if name.queue_name == pq else _find(rt, pq, name)
-        read = rt.tasks.read_parked(copy) if copy is not None else None
+        with _waiting(watch).spinner():
+            copy = name if name.queue_name == pq else _find(rt, pq, name)
+            read = rt.tasks.read_parked(copy) if copy is not None else None
     except errors.RedriveError as err:
         _fail_call(err, f"reading {task}", watch)
     if read is None:
@@ -448,7 +451,7 @@ def restore(
         (), None, SignalRef("cli", "operator"), "command line", purpose="restore", restore=scope
     )
     waiting = _waiting(watch)
-    progress_bar, on_progress, _ = _progress(waiting)
+    progress_bar, on_progress, _ = _progress(waiting, "restoring")
     sweeper = Sweeper(
         rt,
         budget_s=budget if budget is not None else 1e12,
@@ -474,7 +477,7 @@ def restore(
     from rich.table import Table
 
     table = Table(title="redrive parked restore")
-    table.add_column("decision")
+    table.add_column("decision", overflow="fold")
     table.add_column("tasks", justify="right")
     for outcome, count in sorted(Counter(record["counts"]).items()):
         if count > 0:
@@ -520,7 +523,8 @@ def purge(
     rt = _reader(watch)
     asked_at = rt.clock()
     try:
-        count = sum(1 for state, parked in _copies(rt, pq) if scope.takes(parked, state.name))
+        with _waiting(watch).spinner():
+            count = sum(1 for state, parked in _copies(rt, pq) if scope.takes(parked, state.name))
     except errors.RedriveError as err:
         _fail_call(err, f"listing {pq}", watch)
     if count == 0:
@@ -534,23 +538,24 @@ def purge(
         )
     purged = gone = 0
     try:
-        for state, parked in _copies(rt, pq):
-            created = state.create_time or parked.parked_at
-            if not scope.takes(parked, state.name) or created > asked_at:
-                continue
-            deleted = rt.tasks.delete(state.name)
-            if deleted.value == "was_gone":
-                gone += 1
-                continue
-            purged += 1
-            if json_output:
-                line = {
-                    "event": "redrive.purge",
-                    "copy": str(state.name),
-                    "origin": str(parked.origin),
-                    "parked_at": iso(parked.parked_at),
-                }
-                click.echo(json.dumps(line))
+        with _waiting(watch).spinner():
+            for state, parked in _copies(rt, pq):
+                created = state.create_time or parked.parked_at
+                if not scope.takes(parked, state.name) or created > asked_at:
+                    continue
+                deleted = rt.tasks.delete(state.name)
+                if deleted.value == "was_gone":
+                    gone += 1
+                    continue
+                purged += 1
+                if json_output:
+                    line = {
+                        "event": "redrive.purge",
+                        "copy": str(state.name),
+                        "origin": str(parked.origin),
+                        "parked_at": iso(parked.parked_at),
+                    }
+                    click.echo(json.dumps(line))
     except errors.RedriveError as err:
         _fail_call(err, f"purging {pq} (after {purged} deleted)", watch)
     note = f"purged {purged} parked task(s) from {pq}"
