@@ -1586,7 +1586,16 @@ def _status_table(shown: list[Any], waiting: Any, _now: Any) -> Any:
     table = Table(title="redrive status", show_lines=False)
     table.add_column("re-drive", no_wrap=True)
     table.add_column("state", no_wrap=True)
-    for column in ("selected", "queued", "dispatched", "succeeded", "failed again", "remaining"):
+    columns = (
+        "selected",
+        "queued",
+        "dispatched",
+        "succeeded",
+        "failed again",
+        "halted",
+        "remaining",
+    )
+    for column in columns:
         table.add_column(column, justify="right", overflow="fold")
     table.add_column("ETA", justify="right", no_wrap=True)
     styles = {
@@ -1594,6 +1603,7 @@ def _status_table(shown: list[Any], waiting: Any, _now: Any) -> Any:
         "in progress": "cyan",
         "cancelled": "yellow",
         "incomplete": "yellow",
+        "halted": "red",
     }
     for s in shown:
         signal = s.signal or {}
@@ -1607,6 +1617,7 @@ def _status_table(shown: list[Any], waiting: Any, _now: Any) -> Any:
             str(s.dispatched),
             str(s.succeeded),
             f"[red]{s.failed_again}[/]" if s.failed_again else "0",
+            f"[red]{s.halted}[/]" if s.halted or s.halted_queues else "0",
             str(s.remaining),
             "-" if s.eta_s is None else _seconds(s.eta_s),
         )

@@ -13,9 +13,11 @@ from typing import Any
 
 import grpc
 import pytest
+from click.testing import CliRunner
 
 from redrive.core.decide import SignalRef
 from redrive.core.redrives import redrive_id
+from redrive_tools.cli import main
 from redrive_tools.devserver import free_port, wait_for
 from tests.integration.helpers import FunctionServer, Stack, now_rfc3339, post_signal
 
@@ -30,6 +32,7 @@ class World:
     def __init__(self, stack: Stack, logs: Path, *, queued: bool, **env: str) -> None:
         tag = next(_ids)
         self.stack = stack
+        self._sent: dict[str, tuple[bytes, str]] = {}
         self.queue = stack.queue(f"cn-{tag}")
         self.paths = [f"/cn-{tag}/{i}" for i in range(N)]
         self.tasks = [
@@ -71,8 +74,12 @@ class World:
             self.stack.target.statuses[path] = 200
 
     def deploy(self, message_id: str) -> int:
-        payload = json.dumps({"deployed": {"queues": [self.queue], "at": now_rfc3339()}})
-        return post_signal(self.signal, payload.encode(), message_id, now_rfc3339()).status_code
+        """Publish a deploy message; the same id again is a redelivery: the same payload."""
+        if message_id not in self._sent:
+            deployed = {"deployed": {"queues": [self.queue], "at": now_rfc3339()}}
+            self._sent[message_id] = (json.dumps(deployed).encode(), now_rfc3339())
+        payload, published = self._sent[message_id]
+        return post_signal(self.signal, payload, message_id, published).status_code
 
     def forced(self) -> dict[str, int]:
         """Task → RunTask calls that dispatched it."""
@@ -150,6 +157,15 @@ def test_direct_fix_does_not_work_halts_after_the_canaries(make_world):
     assert world.deploy("cn-broken") == 200
     assert world.forced() == forced
     assert "earlier delivery" in world.halted()[-1]["message"]
+
+    # redrive status reads it back from the function's log: halted, what it left alone.
+    result = CliRunner().invoke(
+        main, ["status", "--log", str(world.signal.log_path), "--json"], env=world.stack.emu.env()
+    )
+    assert result.exit_code == 0, result.output
+    (status,) = [json.loads(x) for x in result.output.splitlines() if x.startswith("{")]
+    assert (status["state"], status["halted"], status["dispatched"]) == ("halted", 5, 3)
+    assert status["halted_queues"] == [world.queue] and status["failed_again"] == 3
 
 
 def test_direct_a_hanging_target_is_not_flooded(make_world):
