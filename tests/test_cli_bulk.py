@@ -11,7 +11,7 @@ import pytest
 from redrive_tools.devserver import wait_for
 from tests import test_cli
 from tests.integration.helpers import Stack
-from tests.test_cli import cli, iso, json_lines, runs_of
+from tests.test_cli import cli, flat, iso, json_lines, runs_of
 
 stack = test_cli.stack
 """The command-line tests' emulator fixture (one per module)."""
@@ -177,3 +177,17 @@ def test_a_sweep_starts_with_its_plan(stack):
     assert lines[-1]["event"] == "redrive.sweep" and lines[-1]["counts"] == {"DISPATCHED": 3}
     for task in tasks.values():
         wait_for(partial(stack.gone, task), "the re-driven task to complete")
+
+
+def test_a_sweep_whose_fix_does_not_work_halts_after_its_canaries(stack):
+    queue = stack.queue("clihalt")
+    tasks = [stack.failed_task(queue, f"h-{i}", f"/clihalt/{i}") for i in range(6)]
+    at = iso(stack.emu.clock.now())
+    args = ["sweep", queue, "--deployed-at", at, "--allow-any-queue"]
+    result = cli(stack, *args, REDRIVE_CANARY_TIMEOUT_S="20")
+    assert result.exit_code == 5, result.output
+    said = flat(result.stdout)
+    assert "HALTED" in said
+    assert flat("3 of 3 canaries failed again (INTERNAL (HTTP 500) x3)") in said
+    assert flat("(3 task(s) left alone)") in said
+    assert sum(runs_of(stack, t) for t in tasks) == 3  # the canaries, nothing else

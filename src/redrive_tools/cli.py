@@ -46,6 +46,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 EXIT_SETUP = 4
+EXIT_HALTED = 5
 EXIT_INTERRUPTED = 130
 INTERRUPTED = (
     "interrupted (Ctrl-C): what was done stays done (each task's outcome is its own); run the "
@@ -65,6 +66,8 @@ Exit codes:
      is not known yet): run the same command again later
   4  setup problem: no Google credentials (and no CLOUD_TASKS_EMULATOR_HOST), or
      a port `redrive emulator` needs is already in use
+  5  halted: a sweep's canaries failed again (or none answered) in a queue, and
+     the rest of that queue was left alone (HALTED): the fix does not work yet
   130  interrupted (Ctrl-C), but for `status --watch` (0)"""
 
 _FAILED = {"FAILED", "PERMISSION_DENIED"}
@@ -767,6 +770,8 @@ _STYLES = {
     "FAILED": "bold red",
     "PERMISSION_DENIED": "bold red",
     "INVALID_SIGNAL": "red",
+    "HALTED": "bold red",
+    "GATED": "cyan",
 }
 
 
@@ -1217,6 +1222,8 @@ def _sweep_exit(report: Any) -> int:
     queue_outcomes = set(report.queue_outcomes.values())
     if _sweep_failed(report):
         return EXIT_FAILED
+    if report.halted:
+        return EXIT_HALTED
     if queue_outcomes & {"NOT_FOUND", "SKIPPED_NOT_ALLOWED"}:
         return EXIT_USAGE
     if not report.complete or any(report.counts[o] for o in _LATER):

@@ -130,14 +130,12 @@ def judge(
     if failed >= max(1, failures_to_halt):
         return verdict(
             Verdict.HALT,
-            f"{failed} of {total} canaries failed again ({said}): the fix does not work for "
-            "them; the rest is left to Cloud Tasks' own retries",
+            f"{failed} of {total} canaries failed again ({said}): the fix does not work for them",
         )
     if waiting == 0 and not succeeded:
         return verdict(
             Verdict.HALT,
-            f"no canary of {total} succeeded ({failed} failed again: {said}): the rest is left "
-            "to Cloud Tasks' own retries",
+            f"no canary of {total} succeeded ({failed} failed again: {said})",
         )
     if waiting == 0:
         return verdict(
@@ -157,7 +155,7 @@ def judge(
         Verdict.HALT,
         f"no canary answered within {timeout_s:g} s ({waiting} of {total} unanswered"
         + (f", {failed} failed again: {said}" if failed else "")
-        + "): the target may hang or its queue may be paused; nothing else was re-driven",
+        + "): the target may hang or its queue may be paused",
     )
 
 
