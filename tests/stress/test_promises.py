@@ -477,7 +477,9 @@ def test_a_deploy_of_an_unrelated_service_is_no_evidence_for_the_allowed_queues(
 ):
     """A Cloud Build of any service sets _SERVICE_NAME: that build's time must not become the fix
     evidence of every failing task of every allowed queue."""
-    extra = {"REDRIVE_FIX_CHECK": check}
+    # The queue is shared with other tests whose tasks still fail: canaries from them would
+    # halt the sweep before this task (right, but not what this test is about).
+    extra = {"REDRIVE_FIX_CHECK": check, "REDRIVE_CANARIES": "0"}
     if check == "static":
         extra["REDRIVE_FIX_DEPLOYED_AT"] = "2026-01-01T00:00:00Z"  # before every failure here
     fn = direct(**extra)
