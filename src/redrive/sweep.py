@@ -965,18 +965,7 @@ class Sweeper:
                     gate.verdict = CanaryVerdict.HALT
                     said = f"halted by an earlier delivery: {reason}"
                     self._report.canaries[key] = {"verdict": verdict, "reason": said}
-                    self._report.queue_outcomes[key] = Outcome.HALTED.value
-                    record_halted(
-                        self.rt,
-                        queue,
-                        None,
-                        reason=said,
-                        left=planned,
-                        signal=self._plan.signal,
-                        entry_point=self.entry_point,
-                        redrive=self._rid,
-                        restore=key.startswith("restore:"),
-                    )
+                    self._halt_line(queue, key, None, planned, reason=said)
             self._gates[key] = gate
         return self._gates[key]
 
@@ -1089,12 +1078,21 @@ class Sweeper:
             **{k: round(v, 1) if isinstance(v, float) else v for k, v in more.items()},
         }
 
-    def _halt_line(self, queue: QueueName, key: str, judged: Judgement, left: int | None) -> None:
+    def _halt_line(
+        self,
+        queue: QueueName,
+        key: str,
+        judged: Judgement | None,
+        left: int | None,
+        *,
+        reason: str | None = None,
+    ) -> None:
         self._report.queue_outcomes[key] = Outcome.HALTED.value
         record_halted(
             self.rt,
             queue,
             judged,
+            reason=reason,
             left=left,
             signal=self._plan.signal,
             entry_point=self.entry_point,
