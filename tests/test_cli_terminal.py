@@ -24,7 +24,15 @@ from tests.integration.helpers import ROOT
 
 HANG_GUARD_S = 120.0
 """Upper bound for one command (a hang guard, never a timing assertion)."""
-CLI = [sys.executable, "-c", "from redrive_tools.cli import main; main(prog_name='redrive')"]
+# SIGINT back to Python's handler first: a shell that starts a job in the background (as CI
+# runs the suite) leaves SIGINT ignored in everything it starts, which Ctrl-C at a terminal, sent
+# to a foreground command, never is.
+CLI = [
+    sys.executable,
+    "-c",
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from redrive_tools.cli import main; main(prog_name='redrive')",
+]
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][A-Z0-9]")
 SPINNER = set("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")
 GRPC_LOG = re.compile(r"chttp2_transport|Got goaway|^[IWEF]\d{4} \d\d:\d\d:\d\d", re.M)

@@ -31,13 +31,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
-# gRPC's own log lines ("Got goaway", "chttp2_transport.cc", the absl preamble) are not for
-# operators: quiet unless asked for. gRPC reads these when it first starts, which is after this
-# (nothing above imports it, and every client is created lazily); the demo passes them on to
-# the processes it starts.
-GRPC_QUIET = {"GRPC_VERBOSITY": "ERROR", "GRPC_TRACE": ""}
-for _key, _value in GRPC_QUIET.items():
-    os.environ.setdefault(_key, _value)
+from redrive_tools.quiet import quiet_grpc
+
+# Before gRPC starts: nothing above imports it, and every client is created lazily.
+quiet_grpc()
 
 import click  # noqa: E402
 

@@ -37,8 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from redrive_tools.cli import GRPC_QUIET as CLI_GRPC_QUIET
 from redrive_tools.devserver import FunctionServer, wait_for
+from redrive_tools.quiet import GRPC_QUIET
 
 PROJECT = "demo"
 LOCATION = "local1"
@@ -52,9 +52,6 @@ TIME_SCALE = 60.0
 """Emulated time runs 60x: the queue's one-hour retry delay lasts a minute, longer than the demo."""
 WAIT_S = 30.0
 """Hang guard for anything asynchronous; the demo itself takes a few seconds."""
-GRPC_QUIET = CLI_GRPC_QUIET
-"""gRPC's own log lines ("Got goaway", "chttp2_transport.cc") are not part of the story: the
-command line's settings, passed on to functions-framework."""
 
 
 class AppService:
