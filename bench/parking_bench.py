@@ -50,13 +50,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench")]
 
 from emulator_bench import stop_emulator  # noqa: E402
-from recreate_bench import FlakyTarget, call_counts, spent_since  # noqa: E402
+from recreate_bench import (  # noqa: E402
+    RATE_PER_S,
+    FlakyTarget,
+    call_counts,
+    fast_queue,
+    spent_since,
+)
 from sweep_bench import PARENT, peak_rss_kib, start_emulator  # noqa: E402
 
 from cloudtasks_emulator import tasks_client  # noqa: E402
 
-RATE_PER_S = 500
-"""The origin queue's max_dispatches_per_second (Cloud Tasks' maximum)."""
 FILL_CONCURRENCY = 64
 """CreateTask calls in flight while parked copies are made for the listing part."""
 WARM_COPIES = 20
@@ -69,25 +73,7 @@ BODY = json.dumps({"invoice": 441, "lines": [{"sku": "A-1", "qty": 2}] * 4}).enc
 
 def origin_queue(client: Any, queue_id: str, *, max_attempts: int) -> str:
     """A queue at Cloud Tasks' maximum rate whose retries are a day apart."""
-    name = f"{PARENT}/queues/{queue_id}"
-    client.create_queue(
-        request={
-            "parent": PARENT,
-            "queue": {
-                "name": name,
-                "rate_limits": {
-                    "max_dispatches_per_second": RATE_PER_S,
-                    "max_concurrent_dispatches": 1000,
-                },
-                "retry_config": {
-                    "max_attempts": max_attempts,
-                    "min_backoff": "86400s",
-                    "max_backoff": "86400s",
-                },
-            },
-        }
-    )
-    return name
+    return fast_queue(client, queue_id, max_attempts=max_attempts)
 
 
 def paused_queue(client: Any, queue_id: str) -> str:

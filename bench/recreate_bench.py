@@ -81,8 +81,8 @@ class FlakyTarget(Target):
             writer.close()
 
 
-def failed_queue(client: Any, target: FlakyTarget, queue_id: str, n: int) -> str:
-    """A queue (500/s) of `n` tasks whose first attempt failed; their retry is a day away."""
+def fast_queue(client: Any, queue_id: str, *, max_attempts: int = -1) -> str:
+    """A queue at Cloud Tasks' maximum rate (500/s) whose retries are a day apart."""
     name = f"{PARENT}/queues/{queue_id}"
     client.create_queue(
         request={
@@ -94,13 +94,19 @@ def failed_queue(client: Any, target: FlakyTarget, queue_id: str, n: int) -> str
                     "max_concurrent_dispatches": 1000,
                 },
                 "retry_config": {
-                    "max_attempts": -1,
+                    "max_attempts": max_attempts,
                     "min_backoff": "86400s",
                     "max_backoff": "86400s",
                 },
             },
         }
     )
+    return name
+
+
+def failed_queue(client: Any, target: FlakyTarget, queue_id: str, n: int) -> str:
+    """A queue (500/s) of `n` tasks whose first attempt failed; their retry is a day away."""
+    name = fast_queue(client, queue_id)
     url = f"http://127.0.0.1:{target.port}/flaky"
 
     def create(i: int) -> None:

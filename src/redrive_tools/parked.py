@@ -352,28 +352,17 @@ def _find(rt: Any, parking_queue: Any, origin: Any) -> Any:
 
 def _request_of(original: Any) -> tuple[dict[str, Any], str]:
     """The original's request: method, URL (or App Engine relative URI), headers, body."""
-    if original.HasField("app_engine_http_request"):
-        req = original.app_engine_http_request
-        method = type(req).DESCRIPTOR.fields_by_name["http_method"].enum_type
-        return (
-            {
-                "method": method.values_by_number[req.http_method].name,
-                "url": req.relative_uri,
-                "headers": dict(req.headers),
-                "body": bytes(req.body),
-            },
-            "App Engine",
-        )
-    req = original.http_request
+    app_engine = original.HasField("app_engine_http_request")
+    req = original.app_engine_http_request if app_engine else original.http_request
     method = type(req).DESCRIPTOR.fields_by_name["http_method"].enum_type
     return (
         {
             "method": method.values_by_number[req.http_method].name,
-            "url": req.url,
+            "url": req.relative_uri if app_engine else req.url,
             "headers": dict(req.headers),
             "body": bytes(req.body),
         },
-        "HTTP",
+        "App Engine" if app_engine else "HTTP",
     )
 
 

@@ -256,7 +256,12 @@ class CloudTasks:
         CreateTask is safe to retry here because the name is explicit: a retry after a lost
         answer meets ALREADY_EXISTS, which is the same "somebody holds this job" answer.
         """
-        request = {"parent": str(queue), "task": job.request_task(), "response_view": 1}
+        return self._create_named(str(queue), job.request_task())
+
+    def _create_named(self, parent: str, task: Any) -> bool:
+        """CreateTask of a named task (a dict or a raw Task): True when created, False when
+        the name is taken (ALREADY_EXISTS), retried like every call."""
+        request = {"parent": parent, "task": task, "response_view": 1}
         try:
             self._retried(
                 lambda: self.client.create_task(
@@ -336,16 +341,7 @@ class CloudTasks:
         copy.name = str(name)
         if schedule_time is not None:
             copy.schedule_time.FromDatetime(schedule_time)
-        request = {"parent": str(name.queue_name), "task": copy, "response_view": 1}
-        try:
-            self._retried(
-                lambda: self.client.create_task(
-                    request=request, retry=None, timeout=self.call_timeout_s
-                )
-            )
-        except errors.AlreadyExistsError:
-            return False
-        return True
+        return self._create_named(str(name.queue_name), copy)
 
     def delete(self, task: TaskName, *, deadline_s: float | None = None) -> Deleted:
         """DeleteTask, telling apart a task that was gone already from one a lost answer deleted.
@@ -477,16 +473,7 @@ class CloudTasks:
         parked.http_request.headers["Content-Type"] = "application/x-protobuf"
         parked.http_request.body = original.SerializeToString()
         parked.schedule_time.FromDatetime(schedule_time)
-        request = {"parent": str(name.queue_name), "task": parked, "response_view": 1}
-        try:
-            self._retried(
-                lambda: self.client.create_task(
-                    request=request, retry=None, timeout=self.call_timeout_s
-                )
-            )
-        except errors.AlreadyExistsError:
-            return False
-        return True
+        return self._create_named(str(name.queue_name), parked)
 
     def read_parked(self, name: TaskName) -> tuple[TaskState, Parked, Any] | None:
         """A parked copy (FULL view): its state, what its URL records, and the original task

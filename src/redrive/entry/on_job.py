@@ -108,12 +108,9 @@ def handle_job(
     failure = job.failure()
     rid = job.redrive
     job_id = header(headers, TASK_NAME_HEADER)
-    try:
-        refusal = verify(job_id, body, rt)
-    except errors.RedriveError as err:
-        return answer(Result.of(rt.for_error(err)), failure, job.signal)
-    if refusal is not None:
-        return answer(Result(Outcome.INVALID_SIGNAL, refusal, 403), failure, job.signal)
+    unverified = not_a_live_job(job_id, body, rt)
+    if unverified is not None:
+        return answer(unverified, failure, job.signal)
     request = pipeline.Request(
         failure,
         pipeline.Act.RUN,
@@ -144,12 +141,9 @@ def handle_gate(
         gate = Gate.parse(body)
     except errors.InvalidJobError as err:
         return answer(Result(Outcome.INVALID_SIGNAL, f"invalid gate job: {err}"), None, ref)
-    try:
-        refusal = verify(job_id, body, rt)
-    except errors.RedriveError as err:
-        return answer(Result.of(rt.for_error(err)), None, gate.signal)
-    if refusal is not None:
-        return answer(Result(Outcome.INVALID_SIGNAL, refusal, 403), None, gate.signal)
+    unverified = not_a_live_job(job_id, body, rt)
+    if unverified is not None:
+        return answer(unverified, None, gate.signal)
     fates = []
     for canary in gate.canaries:
         try:
@@ -219,6 +213,16 @@ def handle_gate(
         "complete": report.complete,
         **({"retry_after_s": GATE_RECHECK_S} if report.redeliver else {}),
     }
+
+
+def not_a_live_job(job_id: str | None, body: bytes, rt: Runtime) -> Result | None:
+    """The answer to a request that is not a live job of the redrive queue (403), or to a
+    fault while looking (as any fault); None when it is one."""
+    try:
+        refusal = verify(job_id, body, rt)
+    except errors.RedriveError as err:
+        return Result.of(rt.for_error(err))
+    return None if refusal is None else Result(Outcome.INVALID_SIGNAL, refusal, 403)
 
 
 def verify(job_id: str | None, body: bytes, rt: Runtime) -> str | None:
