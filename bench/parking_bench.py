@@ -11,9 +11,12 @@
    (`Sweeper._restore_parked` with a RestoreScope). Measured: the time from the deploy sweep's
    start until every restored task has been dispatched by the origin queue and answered 200 (the
    target counts them), as tasks/s against the queue's 500/s; the Cloud Tasks calls the restore
-   made (the emulator's counters) per restored task; and, in the same run on the same emulator,
-   the origin queue dispatching N due tasks with nothing of redrive in the loop (what the queue
-   itself manages on this machine at that moment).
+   made (the emulator's counters) per restored task; the CPU the emulator and redrive used over
+   it; and, in the same run on the same emulator, the origin queue dispatching N due tasks with
+   nothing of redrive in the loop (what the queue itself manages on this machine at that
+   moment). The target answers from a process of its own (recreate_bench.TargetProcess), as a
+   production target is another service: in this one its answers would take the GIL from the
+   restore.
 2. `redrive parked list` in flat memory. A paused parking queue holds N parked copies, each built
    by the runtime's own adapter (`CloudTasks.create_parked`, on a capturing client) from a real
    failed task read with the FULL view (renamed per copy) and sent with the async client, many
@@ -22,8 +25,9 @@
    it and once under tracemalloc (after a warm-up listing of a small queue, so that lazily
    imported modules are not counted), with its peak resident set (VmHWM).
 
-The emulator runs in its own process at real speed (time_scale 1, production quotas); the targets
-and redrive run in this one (the listings in child processes).
+The emulator runs in its own process at real speed (time_scale 1, production quotas); redrive runs
+in this one (the listings in child processes), the restore's target in a child process, the other
+targets in this one.
 
     PYTHONPATH=src python bench/parking_bench.py [--restore 10000] [--list 10000,100000]
 """
@@ -53,6 +57,7 @@ from emulator_bench import stop_emulator  # noqa: E402
 from recreate_bench import (  # noqa: E402
     RATE_PER_S,
     FlakyTarget,
+    TargetProcess,
     call_counts,
     fast_queue,
     spent_since,
@@ -102,6 +107,12 @@ def create_tasks(client: Any, queue: str, url: str, n: int, prefix: str = "t") -
         list(pool.map(create, range(n)))
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_until(done: Any, what: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not done():
@@ -147,7 +158,7 @@ def restore_run(n: int) -> dict[str, Any]:
     from redrive.core.names import QueueName
     from redrive.core.selection import SweepPlan
 
-    target = FlakyTarget()
+    target = TargetProcess()
     target.start()
     proc, grpc_target, rest_url = start_emulator(time_scale=1.0)
     sink = open(os.devnull, "w")  # noqa: SIM115 - closed below
@@ -186,12 +197,18 @@ def restore_run(n: int) -> dict[str, Any]:
         deploy = SweepPlan(
             (queue,), rt.clock(), SignalRef("deploy", "bench", "p8-deploy"), "signal"
         )
+        cpu_before = (cpu_s(proc.pid), time.process_time())
         started = time.monotonic()
         record = _sweep(rt, deploy)
         sweep_s = time.monotonic() - started
         spent = spent_since(before, rest_url)
         wait_until(lambda: target.successes >= n, f"{n} restored tasks answered 200", 900)
         restore_s = time.monotonic() - started
+        cpu = {
+            "emulator_s": cpu_s(proc.pid) - cpu_before[0],
+            "bench_s": time.process_time() - cpu_before[1],
+            "cpus": os.cpu_count() or 1,
+        }
         restored = record["counts"].get("RESTORED", 0)
         left = len(list(client.list_tasks(request={"parent": parking})))
 
@@ -209,6 +226,7 @@ def restore_run(n: int) -> dict[str, Any]:
             "rate": n / restore_s,
             "calls": spent,
             "calls_per_task": sum(spent.values()) / n,
+            "cpu": cpu,
             "queue_alone_rate": ceiling,
             "limit": RATE_PER_S,
         }
@@ -218,7 +236,7 @@ def restore_run(n: int) -> dict[str, Any]:
         target.stop()
 
 
-def queue_alone(client: Any, target: FlakyTarget, url: str, n: int) -> float:
+def queue_alone(client: Any, target: FlakyTarget | TargetProcess, url: str, n: int) -> float:
     """N due tasks dispatched by a queue like the origin (500/s) with no redrive in the loop:
     created while it is paused, then resumed; dispatches/s until all answered 200."""
     queue = origin_queue(client, "p8-alone", max_attempts=2)

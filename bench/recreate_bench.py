@@ -39,6 +39,7 @@ from emulator_bench import Target, stop_emulator  # noqa: E402
 from sweep_bench import PARENT, start_emulator  # noqa: E402
 
 from cloudtasks_emulator import tasks_client  # noqa: E402
+from redrive_tools.devserver import free_port  # noqa: E402
 
 RUN_TIME_SCALE = 60.0
 RUN_SHARE = 0.8
@@ -79,6 +80,89 @@ class FlakyTarget(Target):
             pass
         finally:
             writer.close()
+
+
+class TargetProcess:
+    """A FlakyTarget in a process of its own, as production's target is another service: the
+    HTTP answers then take none of the measured process's CPU (its GIL) from the re-drive.
+    Same interface as FlakyTarget (`port`, `fixed`, `failures`, `successes`); stopped by its
+    process (never by name)."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # no fork of a process with gRPC threads
+        self._fixed = context.Value("b", 0)
+        self._failures = context.Value("q", 0)
+        self._successes = context.Value("q", 0)
+        self._ready = context.Event()
+        self.port = free_port()
+        self._process = context.Process(
+            target=_serve_shared,
+            args=(self.port, self._fixed, self._failures, self._successes, self._ready),
+            daemon=True,
+        )
+
+    def start(self) -> None:
+        self._process.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the target process did not start")
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.join(10)
+
+    @property
+    def fixed(self) -> bool:
+        return bool(self._fixed.value)
+
+    @fixed.setter
+    def fixed(self, value: bool) -> None:
+        self._fixed.value = int(value)
+
+    @property
+    def failures(self) -> int:
+        return int(self._failures.value)
+
+    @property
+    def successes(self) -> int:
+        return int(self._successes.value)
+
+
+def _serve_shared(port: int, fixed: Any, failures: Any, successes: Any, ready: Any) -> None:
+    """TargetProcess's child: FlakyTarget's answers, counted in shared memory."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                counter, status = (
+                    (successes, b"200 OK")
+                    if fixed.value
+                    else (failures, b"500 Internal Server Error")
+                )
+                with counter.get_lock():
+                    counter.value += 1
+                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", port, backlog=1024)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
 
 
 def fast_queue(client: Any, queue_id: str, *, max_attempts: int = -1) -> str:

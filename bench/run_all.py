@@ -327,13 +327,16 @@ def p8(opts: Options) -> list[Row]:
             f"{rs['sweep_s']:.1f} s); the same queue dispatching {n:,} due tasks alone: "
             f"{rs['queue_alone_rate']:,.0f}/s (restore / that: "
             f"{rs['rate'] / rs['queue_alone_rate']:.2f}x); parked beforehand by a patrol at "
-            f"{n / rs['park_s']:,.0f}/s; {rs['left_parked']} left parked",
+            f"{n / rs['park_s']:,.0f}/s; {rs['left_parked']} left parked; the target answers "
+            "from a process of its own",
         ),
         (
             "P8 Cloud Tasks calls per restored task",
             f"{rs['calls_per_task']:.2f}",
             "",
-            f"{_calls(rs['calls'], n)} (the emulator's counters over the restore)",
+            f"{_calls(rs['calls'], n)} (the emulator's counters over the restore); CPU over the "
+            f"restore: emulator {rs['cpu']['emulator_s']:.1f} s, redrive "
+            f"{rs['cpu']['bench_s']:.1f} s, of {rs['cpu']['cpus']} CPUs x {rs['restore_s']:.1f} s",
         ),
     ]
     listed = {int(k): v for k, v in r["list"]["sizes"].items()}

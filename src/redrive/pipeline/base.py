@@ -72,6 +72,10 @@ class Request:
     again: bool = False
     """For `Act.RESTORE`: an operator's word that an earlier restore whose result can no longer
     be told (over an hour ago) did not run: restore once more."""
+    origin_gone: bool = False
+    """For `Act.RESTORE`: a listing of the origin queue, made by this restore's sweep, held no
+    task of the origin's name, so the original is gone for good (the name of a deleted task never
+    comes back as that task) and the restore needs no GetTask of it."""
 
 
 @dataclass(frozen=True)

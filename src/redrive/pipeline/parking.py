@@ -11,7 +11,8 @@ order of each move safe:
   withdraws its copy (or leaves it for the next delivery, which finds it through the claim and
   finishes);
 - **restore**: FULL read of the parked copy, a look at the origin (an original still there means
-  its park has not finished), the parked copy claimed, the task created again in its origin queue
+  its park has not finished; a sweep's listing of the origin queue answers it for a whole page of
+  parked copies at once), the parked copy claimed, the task created again in its origin queue
   due now, the parked copy deleted. A restore that made its task and could not delete the parked
   copy is finished by the next delivery (the claim's rung finds the restored task); one whose
   result can no longer be told (its rung is over an hour old and the restored task's name is
@@ -277,7 +278,7 @@ def restore(request: Request, rt: Runtime) -> Result:
             parked=fields,
         )
     try:
-        still = _original_still_there(parked, rt)
+        still = None if request.origin_gone else _original_still_there(parked, rt)
     except errors.RedriveError as err:
         return Result.of(rt.for_error(err), fix=fix, parked=fields)
     if still is not None:
