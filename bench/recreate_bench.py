@@ -188,7 +188,7 @@ def fast_queue(client: Any, queue_id: str, *, max_attempts: int = -1) -> str:
     return name
 
 
-def failed_queue(client: Any, target: FlakyTarget, queue_id: str, n: int) -> str:
+def failed_queue(client: Any, target: FlakyTarget | TargetProcess, queue_id: str, n: int) -> str:
     """A queue (500/s) of `n` tasks whose first attempt failed; their retry is a day away."""
     name = fast_queue(client, queue_id)
     url = f"http://127.0.0.1:{target.port}/flaky"
@@ -282,8 +282,9 @@ def redrive(
 
 
 def recreate_run(n: int) -> dict[str, Any]:
-    """Re-create N tasks at real speed: time until all have been dispatched again, calls/task."""
-    target = FlakyTarget()
+    """Re-create N tasks at real speed: time until all have been dispatched again, calls/task.
+    The target answers from a process of its own, as a production target is another service."""
+    target = TargetProcess()
     target.start()
     proc, grpc_target, rest_url = start_emulator(time_scale=1.0)
     try:

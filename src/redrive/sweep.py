@@ -765,10 +765,11 @@ class Sweeper:
         finished). Listed only while each page saves GETS_PER_LISTED_PAGE GetTask calls: a busy
         origin queue, a failed listing or a spent budget leave the restores to look themselves.
 
-        Any listing is sound for absence, even one older than the parked copy: a park creates
-        its copy only after reading the original, and deletes the original last; a name that is
-        gone never comes back as the original (a later task of that name is somebody's new task,
-        which the restore's own look tells apart). A name still listed is looked at again."""
+        Sound for absence: the origin queue is listed after the parked copies were, so after
+        each park had read its original (it makes its copy only then, and deletes the original
+        last); an original missing from the listing was deleted since and is gone for good (a
+        later task of that name is somebody's new task, which the restore's own look tells
+        apart). A name still listed gets that look."""
         allowed = len(items) // GETS_PER_LISTED_PAGE
         wanted = {str(failure.task) for failure, _ in items}
         present: set[str] = set()
