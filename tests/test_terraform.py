@@ -101,6 +101,7 @@ PARKING_CALLS: dict[tuple[str, str], set[tuple[str, str]]] = {
     ("sweep.py", "_patrol_queue"): {("queue_info", "target"), ("list_page", "target")},
     ("sweep.py", "_census"): {("queue_info", "parking"), ("list_page", "parking")},
     ("sweep.py", "_restore_parked"): {("list_page", "parking")},
+    ("sweep.py", "_origins_listed"): {("list_page", "target")},  # which originals are gone
     ("sweep.py", "_queues"): {("list_queues", "location")},
 }
 ADAPTER_CALL_RE = re.compile(r"\brt\.tasks\.(\w+)\(|\b(withdraw)\(|\bself\.(_pages)\(")
