@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -62,23 +63,33 @@ class Target:
         server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
-                self.count += 1
-                status = b"500 Internal Server Error" if b" /fail" in head[:64] else b"200 OK"
-                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        await answer_each(reader, writer, self._status)
+
+    def _status(self, head: bytes) -> bytes:
+        self.count += 1
+        return b"500 Internal Server Error" if b" /fail" in head[:64] else b"200 OK"
+
+
+async def answer_each(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status_of: Callable[[bytes], bytes]
+) -> None:
+    """Answer each HTTP/1.1 request of one connection (read whole, body included) with the
+    status `status_of` gives for its head, and no body."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            if length:
+                await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 " + status_of(head) + b"\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
 
 
 def start_emulator(

@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "bench")]
 
-from emulator_bench import Target, stop_emulator  # noqa: E402
+from emulator_bench import Target, answer_each, stop_emulator  # noqa: E402
 from sweep_bench import PARENT, start_emulator  # noqa: E402
 
 from cloudtasks_emulator import tasks_client  # noqa: E402
@@ -58,28 +58,12 @@ class FlakyTarget(Target):
         self.failures = 0
         self.successes = 0
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
-                if self.fixed:
-                    self.successes += 1
-                    status = b"200 OK"
-                else:
-                    self.failures += 1
-                    status = b"500 Internal Server Error"
-                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    def _status(self, head: bytes) -> bytes:
+        if self.fixed:
+            self.successes += 1
+            return b"200 OK"
+        self.failures += 1
+        return b"500 Internal Server Error"
 
 
 class TargetProcess:
@@ -132,29 +116,16 @@ class TargetProcess:
 def _serve_shared(port: int, fixed: Any, failures: Any, successes: Any, ready: Any) -> None:
     """TargetProcess's child: FlakyTarget's answers, counted in shared memory."""
 
+    def status_of(head: bytes) -> bytes:
+        counter, status = (
+            (successes, b"200 OK") if fixed.value else (failures, b"500 Internal Server Error")
+        )
+        with counter.get_lock():
+            counter.value += 1
+        return status
+
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
-                counter, status = (
-                    (successes, b"200 OK")
-                    if fixed.value
-                    else (failures, b"500 Internal Server Error")
-                )
-                with counter.get_lock():
-                    counter.value += 1
-                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        await answer_each(reader, writer, status_of)
 
     async def main() -> None:
         server = await asyncio.start_server(serve, "127.0.0.1", port, backlog=1024)
