@@ -307,10 +307,10 @@ class Sweeper:
     ) -> None:
         self.rt = rt
         self.owner = owner
+        """Who holds the claims of a direct-mode sweep: by default the signal's delivery."""
         self.release = release
         """A gate job's release of one queue (its canaries passed): no plan line, no canaries,
         no parking pass."""
-        """Who holds the claims of a direct-mode sweep: by default the signal's delivery."""
         self.settings = rt.settings
         self.budget_s = rt.settings.sweep_budget_s if budget_s is None else budget_s
         self.entry_point = entry_point
@@ -771,6 +771,8 @@ class Sweeper:
         later task of that name is somebody's new task, which the restore's own look tells
         apart). A name still listed gets that look."""
         allowed = len(items) // GETS_PER_LISTED_PAGE
+        if not allowed:
+            return items
         wanted = {str(failure.task) for failure, _ in items}
         present: set[str] = set()
         token = ""
@@ -1015,12 +1017,12 @@ class Sweeper:
         claims = self.rt.claims
         if claims is None or self._rid is None:
             return None
-        return claims.canary_verdict_of(f"{self._rid}|{key}")
+        return claims.canary_verdict_of(self._rid, key)
 
     def _keep_verdict(self, key: str, judged: Judgement) -> None:
         claims = self.rt.claims
         if claims is not None and self._rid is not None:
-            claims.canary_verdict(f"{self._rid}|{key}", judged.verdict.value, judged.reason)
+            claims.canary_verdict(self._rid, key, judged.verdict.value, judged.reason)
 
     def _collected(self, gate: _Canaries, failure: Failure, result: Result) -> bool:
         """Count an acted task; True when it completes the canaries (time to judge them)."""
@@ -1086,7 +1088,7 @@ class Sweeper:
         started = self._monotonic()
         until = started + waited_for
         while True:
-            fates = [self._fate(canary) for canary in gate.found]
+            fates = [canary_fate(self.rt, canary) for canary in gate.found]
             judged = judge(
                 fates,
                 failures_to_halt=settings.canary_failures,
@@ -1101,12 +1103,6 @@ class Sweeper:
         self._canary_report(gate, judged, waited_s=self._monotonic() - started)
         if judged.verdict is CanaryVerdict.HALT:
             self._halt_line(gate.queue, gate.key, judged, self._left(gate))
-
-    def _fate(self, canary: Canary) -> tuple[Fate, str | None]:
-        try:
-            return fate_of(canary, self.rt.tasks.get(canary.watch))
-        except errors.RedriveError:
-            return Fate.WAITING, None  # unreadable for now: judged again, or at the timeout
 
     def _left(self, gate: _Canaries) -> int | None:
         planned = self._planned.get(gate.key)
@@ -1298,6 +1294,14 @@ class Sweeper:
     def _notify(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self._progress)
+
+
+def canary_fate(rt: Runtime, canary: Canary) -> tuple[Fate, str | None]:
+    """A canary's fate now, for a sweep waiting on its canaries and for a gate job."""
+    try:
+        return fate_of(canary, rt.tasks.get(canary.watch))
+    except errors.RedriveError:
+        return Fate.WAITING, None  # unreadable for now: judged again, or at the timeout
 
 
 def record_halted(

@@ -238,12 +238,13 @@ class Claims:
         with contextlib.suppress(errors.RedriveError):
             self.tasks.create(self.queue, spec)
 
-    def canary_verdict(self, key: str, verdict: str, reason: str) -> None:
-        """Record a bulk re-drive's verdict on a queue's canaries (`key`: the re-drive and the
-        queue), so that a redelivered sweep neither picks new canaries after a release nor goes
-        on after a halt. Best effort: without it a redelivery judges new canaries."""
+    def canary_verdict(self, redrive: str, key: str, verdict: str, reason: str) -> None:
+        """Record a bulk re-drive's verdict on a queue's canaries (`key`: the queue, or
+        `restore:<queue>`), so that a redelivered sweep neither picks new canaries after a
+        release nor goes on after a halt. Best effort: without it a redelivery judges new
+        canaries."""
         spec = JobTask(
-            name=f"{self.queue}/tasks/{verdict_id(key)}",
+            name=self._verdict_name(redrive, key),
             url=MARKER_URL,
             body=json.dumps({"verdict": verdict, "reason": reason[:1000]}).encode(),
             schedule_time=self._schedule(),
@@ -251,10 +252,11 @@ class Claims:
         with contextlib.suppress(errors.RedriveError):
             self.tasks.create(self.queue, spec)
 
-    def canary_verdict_of(self, key: str) -> tuple[str, str] | None:
-        """The verdict recorded for `key`, or None (none yet, or unreadable for now)."""
+    def canary_verdict_of(self, redrive: str, key: str) -> tuple[str, str] | None:
+        """The verdict recorded for the re-drive's `key`, or None (none yet, or unreadable for
+        now)."""
         try:
-            found = self.tasks.get_full(f"{self.queue}/tasks/{verdict_id(key)}")
+            found = self.tasks.get_full(self._verdict_name(redrive, key))
         except errors.RedriveError:
             return None
         if found is None:
@@ -264,6 +266,9 @@ class Claims:
             return str(data["verdict"]), str(data["reason"])
         except (ValueError, KeyError, TypeError):
             return None
+
+    def _verdict_name(self, redrive: str, key: str) -> str:
+        return f"{self.queue}/tasks/{verdict_id(f'{redrive}|{key}')}"
 
     def resume_point(self, sweep: str, queue: QueueName) -> Checkpoint | None:
         """The last checkpoint of a sweep in a queue (pages are checkpointed in order, so the

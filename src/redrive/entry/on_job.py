@@ -24,12 +24,12 @@ from typing import Any
 
 from redrive import pipeline
 from redrive.core import errors
-from redrive.core.canary import Fate, Gate, Verdict, fate_of, is_gate, judge
+from redrive.core.canary import Gate, Verdict, is_gate, judge
 from redrive.core.decide import Failure, SignalRef
 from redrive.core.jobs import Job
 from redrive.core.names import TASK_ID_RE
 from redrive.core.outcomes import Outcome
-from redrive.core.records import Result
+from redrive.core.records import Result, iso
 from redrive.core.redrives import owner_for
 from redrive.runtime import Runtime, get_runtime
 
@@ -134,7 +134,7 @@ def handle_gate(
     sweep of it under the re-drive's plan, which creates the other jobs (503 when it is cut
     short, so Cloud Tasks delivers the gate again and it resumes)."""
     from redrive.core.selection import SweepPlan
-    from redrive.sweep import Sweeper, record_halted
+    from redrive.sweep import Sweeper, canary_fate, record_halted
 
     ref = SignalRef("job", "redrive-queue", None, None)
     try:
@@ -144,12 +144,7 @@ def handle_gate(
     unverified = not_a_live_job(job_id, body, rt)
     if unverified is not None:
         return answer(unverified, None, gate.signal)
-    fates = []
-    for canary in gate.canaries:
-        try:
-            fates.append(fate_of(canary, rt.tasks.get(canary.watch)))
-        except errors.RedriveError:
-            fates.append((Fate.WAITING, None))
+    fates = [canary_fate(rt, canary) for canary in gate.canaries]
     now = rt.clock()
     judged = judge(
         fates,
@@ -165,7 +160,7 @@ def handle_gate(
         "queue": str(gate.queue),
         "gate": job_id,
         "canaries": judged.fields(),
-        "time": now.isoformat().replace("+00:00", "Z"),
+        "time": iso(now),
         "labels": {"component": "redrive"},
     }
     if judged.verdict is Verdict.WAIT:
@@ -173,9 +168,7 @@ def handle_gate(
         wait = max(1.0, min(GATE_RECHECK_S, (gate.until - now).total_seconds()))
         return 503, {"outcome": "WAITING", "reason": judged.reason, "retry_after_s": wait}
     if rt.claims is not None:
-        rt.claims.canary_verdict(
-            f"{gate.redrive}|{gate.queue}", judged.verdict.value, judged.reason
-        )
+        rt.claims.canary_verdict(gate.redrive, str(gate.queue), judged.verdict.value, judged.reason)
     if judged.verdict is Verdict.HALT:
         left = None if gate.selected is None else max(0, gate.selected - len(gate.canaries))
         record_halted(
